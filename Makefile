@@ -1,0 +1,68 @@
+# fmnist-hpo: `make help` lists the targets. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install data train test test-fast test-slow lint format ui bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 or run make PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+data: install ## Make sure Fashion-MNIST is here: Debian package, else download, else explain
+	@$(PY) -m data --quiet || { \
+	  echo "Fashion-MNIST not found: trying the Debian package dataset-fashion-mnist"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] && echo "" || echo "sudo -n"); \
+	  if command -v apt-get >/dev/null && { $$SUDO apt-get install -y -qq dataset-fashion-mnist \
+	       || { $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq dataset-fashion-mnist; }; }; then \
+	    $(PY) -m data; \
+	  else \
+	    echo "Debian package unavailable: trying torchvision's download"; \
+	    $(PY) -m data --download || { \
+	      echo "error: no Fashion-MNIST. Install it with 'sudo apt-get install dataset-fashion-mnist'" \
+	           "(Debian/Ubuntu), or allow internet access for torchvision's download" \
+	           "(make data), or set FMNIST_DIR to a folder holding the four .gz files."; exit 1; }; \
+	  fi; }
+
+train: data ## Train one model (extra Hydra overrides: make train ARGS="model=seed_cnn")
+	$(PY) train.py $(ARGS)
+
+lint: install ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test-fast: install ## Fast tests only (synthetic data, a few minutes)
+	$(PY) -m pytest -m "not slow" -q
+
+test-slow: data ## Slow end-to-end tests on the real data
+	$(PY) -m pytest -m slow -q
+
+test: lint test-fast test-slow ## Everything CI runs: lint, fast tests, slow tests
+
+ui: install ## MLflow UI for the project's tracking store on http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: data ## Throughput, time-to-accuracy and memory benchmarks on the real data
+	$(PY) bench/throughput.py
+	$(PY) bench/time_to_accuracy.py
+
+clean: ## Remove run outputs (keeps mlflow.db and the data cache)
+	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache

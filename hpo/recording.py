@@ -1,0 +1,121 @@
+"""What a training run records in its MLflow run: config, tags, metrics, weights, figures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from hpo import plots
+from hpo.paths import PROJECT_ROOT
+from hpo.tracking import TrackedRun, flatten
+from hpo.trainer import FitResult
+
+log = logging.getLogger(__name__)
+
+# Artifact paths: best-eval (and anyone else) finds a run's pieces under these names.
+CONFIG_ARTIFACT = "config.yaml"
+CHECKPOINT_ARTIFACT = "checkpoints/best_state_dict.pt"
+CHECKPOINT_META_ARTIFACT = "checkpoints/meta.json"
+CURVES_ARTIFACT = "figures/learning_curves.png"
+PREDICTIONS_ARTIFACT = "figures/val_predictions.png"
+# How many validation images the prediction grid shows.
+GRID_IMAGES = 32
+
+
+def run_tags(device: torch.device, overrides: Sequence[str]) -> dict[str, str]:
+    """Provenance of a run: code version, command-line overrides, device, library versions."""
+    return {
+        "git_commit": git_commit(),
+        "hydra_overrides": " ".join(overrides) or "(none)",
+        "device": str(device),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }
+
+
+def git_commit() -> str:
+    """The checkout's commit (with `-dirty` for uncommitted changes), or `unknown`."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def log_run_start(run: TrackedRun, cfg: DictConfig, num_parameters: int) -> None:
+    """Every resolved config value as a flat param, the config file, the parameter count."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    run.log_params({k: v for k, v in flatten(resolved).items() if not k.startswith("hpo.")})
+    run.log_params({"model.num_parameters": num_parameters})
+    run.log_metrics({"model/params": num_parameters})
+    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
+
+
+def log_epoch(run: TrackedRun, epoch: int, metrics: dict[str, float]) -> None:
+    """Per-epoch metrics, stepped by epoch number."""
+    run.log_metrics(metrics, step=epoch)
+
+
+def log_run_end(
+    run: TrackedRun,
+    result: FitResult,
+    *,
+    meta: dict[str, Any],
+    log_checkpoint: bool,
+    figures: list[tuple[Any, str]],
+) -> None:
+    """Best-epoch summary metrics, the best weights with their metadata, and the figures."""
+    run.log_metrics({f"best/{k}": v for k, v in result.best_metrics.items()}, step=result.best_epoch)
+    run.set_tags({"best_epoch": result.best_epoch, "stopped_early": result.stopped_early})
+    if log_checkpoint:
+        run.log_bytes(lambda path: torch.save(result.best_state, path), CHECKPOINT_ARTIFACT)
+        run.log_text(json.dumps(meta, indent=2), CHECKPOINT_META_ARTIFACT)
+    for figure, artifact in figures:
+        run.log_figure(figure, artifact)
+        plt.close(figure)
+
+
+def run_figures(
+    result: FitResult,
+    model: nn.Module,
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    val_batch: torch.Tensor,
+    class_names: Sequence[str],
+) -> list[tuple[Any, str]]:
+    """Learning curves, and the best-epoch model's predictions on a few validation images.
+
+    `val_batch` is the normalised model input for `val_images` (already on the device).
+    """
+    curves = plots.learning_curves(result.history, result.best_epoch)
+    with torch.inference_mode():
+        model.eval()
+        probs = model(val_batch).float().softmax(dim=1).cpu()
+    grid = plots.prediction_grid(val_images, val_labels, probs, class_names)
+    return [(curves, CURVES_ARTIFACT), (grid, PREDICTIONS_ARTIFACT)]
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Load a logged checkpoint safely (tensors only, no pickled code)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state_dict")
+    return state

@@ -1,0 +1,64 @@
+"""Learning-rate schedules stepped once per batch, built from `conf/scheduler/`.
+
+Each factory takes the optimizer and the total number of optimizer steps, which only the
+trainer knows (epochs x batches), so the YAML holds only the shape of the schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+
+def constant(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
+    """Keep the optimizer's learning rate unchanged."""
+    _check_steps(total_steps)
+    return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def cosine(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    warmup_fraction: float = 0.05,
+    min_lr_ratio: float = 0.01,
+) -> LRScheduler:
+    """Linear warm-up over `warmup_fraction` of the steps, then cosine decay.
+
+    The rate ends at `min_lr_ratio` times the optimizer's learning rate.
+    """
+    _check_steps(total_steps)
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1)")
+    if not 0.0 <= min_lr_ratio <= 1.0:
+        raise ValueError(f"scheduler.min_lr_ratio={min_lr_ratio} must be in [0, 1]")
+    warmup = int(total_steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return LambdaLR(optimizer, factor)
+
+
+def onecycle(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    max_lr: float,
+    pct_start: float = 0.25,
+) -> LRScheduler:
+    """Smith's one-cycle policy peaking at `max_lr` (the optimizer's lr by default)."""
+    _check_steps(total_steps)
+    if not 0.0 < pct_start < 1.0:
+        raise ValueError(f"scheduler.pct_start={pct_start} must be in (0, 1)")
+    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
+
+
+def _check_steps(total_steps: int) -> None:
+    if total_steps < 1:
+        raise ValueError(f"a schedule needs at least one step, got total_steps={total_steps}")

@@ -1,0 +1,203 @@
+"""Everything that talks to MLflow: one run per training, nested under a study's run.
+
+This is the only module of the training path that imports MLflow. It uses `MlflowClient`
+with explicit run ids rather than the fluent API's global "active run", so several runs
+(a study's parent run and a trial's child run) can be open in one process without
+stepping on each other.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+log = logging.getLogger(__name__)
+
+# MLflow accepts at most this many params / metrics per log_batch call.
+_BATCH_LIMIT = 100
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking store cannot be reached or written."""
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    """`conf/tracking/`: where runs go and what they record."""
+
+    enabled: bool = True
+    uri: str = ""
+    experiment: str = "fashion-mnist"
+    artifact_location: str | None = None
+    run_name: str | None = None
+    log_checkpoint: bool = True
+    log_figures: bool = True
+
+
+class TrackedRun:
+    """An open MLflow run; every method logs into it by id."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        for i in range(0, len(items), _BATCH_LIMIT):
+            self.client.log_batch(self.run_id, params=items[i : i + _BATCH_LIMIT])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = _now_ms()
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for i in range(0, len(items), _BATCH_LIMIT):
+            self.client.log_batch(self.run_id, metrics=items[i : i + _BATCH_LIMIT])
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, data: dict[str, Any], artifact_file: str) -> None:
+        self.client.log_dict(self.run_id, data, artifact_file)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        self.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_file(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_bytes(self, write: Any, artifact_file: str) -> None:
+        """Log a file produced by `write(path)` under `artifact_file`."""
+        folder, name = os.path.split(artifact_file)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            write(path)
+            self.log_file(path, folder or None)
+
+
+def check_store(settings: TrackingSettings) -> None:
+    """Fail fast, before any training, when the tracking store is unusable.
+
+    Raises:
+        TrackingUnavailableError: naming the URI, the reason and how to fix it.
+    """
+    uri = settings.uri
+    parsed = urlparse(uri)
+    fix = "fix tracking.uri (or MLFLOW_TRACKING_URI), or run with tracking.enabled=false"
+    if parsed.scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise TrackingUnavailableError(
+                f"cannot reach the MLflow tracking server at {uri}: {exc}. "
+                f"Start the server (e.g. `make ui`), or {fix}"
+            ) from exc
+    elif parsed.scheme == "sqlite":
+        folder = Path(parsed.path).parent if parsed.path else Path.cwd()
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise TrackingUnavailableError(
+                f"cannot write the MLflow SQLite store {uri}: folder {folder} is missing "
+                f"or not writable; {fix}"
+            )
+
+
+def experiment_id(client: MlflowClient, settings: TrackingSettings) -> str:
+    """The id of `settings.experiment`, created (with its artifact folder) when missing."""
+    found = client.get_experiment_by_name(settings.experiment)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return client.create_experiment(
+            settings.experiment, artifact_location=_artifact_location(settings)
+        )
+    except MlflowException:
+        # Another worker of a parallel sweep created it first.
+        found = client.get_experiment_by_name(settings.experiment)
+        if found is None:
+            raise
+        return str(found.experiment_id)
+
+
+@contextmanager
+def open_run(
+    settings: TrackingSettings,
+    *,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Iterator[TrackedRun | None]:
+    """Open a run for the block; None when tracking is disabled.
+
+    The run ends FINISHED, FAILED (with the error text as the `error` tag) or KILLED
+    (Ctrl-C), so a crashed training never stays RUNNING in the UI.
+    """
+    if not settings.enabled:
+        yield None
+        return
+    check_store(settings)
+    client = MlflowClient(tracking_uri=settings.uri)
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    if parent_run_id:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = client.create_run(
+        experiment_id(client, settings), tags=all_tags, run_name=run_name or settings.run_name
+    )
+    tracked = TrackedRun(client, run.info.run_id)
+    try:
+        yield tracked
+    except KeyboardInterrupt:
+        client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException as exc:
+        tracked.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+        client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists stay values."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _artifact_location(settings: TrackingSettings) -> str | None:
+    if settings.artifact_location:
+        return settings.artifact_location
+    parsed = urlparse(settings.uri)
+    if parsed.scheme == "sqlite" and parsed.path:
+        # Beside the database, not in whatever folder the job happens to run in.
+        return (Path(parsed.path).parent / "mlartifacts").as_uri()
+    return None
+
+
+def _param_value(value: Any) -> str:
+    text = "null" if value is None else str(value)
+    return text[:6000]  # MLflow's limit for a param value
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

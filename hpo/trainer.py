@@ -1,0 +1,236 @@
+"""The training loop: epochs over in-memory batches, validation, best-epoch weights.
+
+Plain PyTorch: it knows nothing of Hydra, Optuna or MLflow. Whoever calls `fit` passes an
+`on_epoch_end` callback to log metrics or report to a pruner; the callback may raise to
+stop training (a pruned trial does exactly that).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
+
+from hpo.objectives import is_improvement
+
+log = logging.getLogger(__name__)
+
+EpochMetrics = dict[str, float]
+EpochCallback = Callable[[int, EpochMetrics], None]
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+# How often (in batches) the running loss is checked for NaN/inf. Checking reads a value
+# back from the device, so every batch would stall a GPU; a NaN never recovers anyway.
+_FINITE_CHECK_EVERY = 25
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    """What a finished `fit` hands back."""
+
+    history: list[EpochMetrics]
+    best_epoch: int
+    best_metrics: EpochMetrics
+    best_state: dict[str, torch.Tensor] = field(repr=False)
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Loop settings from `conf/trainer/`, minus the ones used to build the loaders."""
+
+    epochs: int
+    label_smoothing: float = 0.0
+    patience: int | None = None
+    grad_clip: float | None = None
+    progress: bool = True
+
+
+def fit(
+    model: nn.Module,
+    train_batches: Sequence[tuple[torch.Tensor, torch.Tensor]] | Batches,
+    val_batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    settings: TrainSettings,
+    *,
+    monitor: str = "val/acc",
+    on_epoch_end: EpochCallback | None = None,
+) -> FitResult:
+    """Train for `settings.epochs` epochs, keeping the weights of the best epoch.
+
+    Args:
+        model: the network, already on the loaders' device.
+        train_batches: re-iterable; each pass is one epoch (a new shuffle).
+        val_batches: re-iterable validation batches, never augmented.
+        optimizer: built over `model.parameters()`.
+        scheduler: stepped after every optimizer step, or None.
+        settings: epochs, label smoothing, patience, gradient clipping, progress bar.
+        monitor: the epoch metric that picks the best epoch (e.g. `val/acc`, `val/loss`).
+        on_epoch_end: called with (epoch, metrics) after each epoch; may raise to stop.
+
+    Raises:
+        TrainingDivergedError: when the training loss becomes NaN or infinite.
+    """
+    history: list[EpochMetrics] = []
+    best: EpochMetrics | None = None
+    best_state: dict[str, torch.Tensor] = {}
+    best_epoch, since_best = 0, 0
+    for epoch in range(1, settings.epochs + 1):
+        metrics = _run_epoch(model, train_batches, val_batches, optimizer, scheduler, settings, epoch)
+        history.append(metrics)
+        log.info("epoch %d/%d %s", epoch, settings.epochs, _format(metrics))
+        if is_improvement(metrics[monitor], None if best is None else best[monitor], monitor):
+            best, best_epoch, since_best = metrics, epoch, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, metrics)
+        if settings.patience is not None and since_best >= settings.patience:
+            log.info("no %s improvement for %d epochs: stopping early", monitor, since_best)
+            assert best is not None
+            return FitResult(history, best_epoch, best, best_state, stopped_early=True)
+    assert best is not None, "epochs >= 1 is validated before training"
+    return FitResult(history, best_epoch, best, best_state)
+
+
+def _run_epoch(
+    model: nn.Module,
+    train_batches: Batches,
+    val_batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    settings: TrainSettings,
+    epoch: int,
+) -> EpochMetrics:
+    start = time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
+    train_loss, train_acc, seen = train_one_epoch(
+        model, train_batches, optimizer, scheduler, settings, epoch
+    )
+    train_seconds = time.perf_counter() - start
+    val_loss, val_acc = evaluate(model, val_batches)
+    return {
+        "train/loss": train_loss,
+        "train/acc": train_acc,
+        "val/loss": val_loss,
+        "val/acc": val_acc,
+        "lr": lr,
+        "epoch_seconds": time.perf_counter() - start,
+        "images_per_second": seen / train_seconds,
+    }
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler | None,
+    settings: TrainSettings,
+    epoch: int = 1,
+) -> tuple[float, float, int]:
+    """One pass over `batches`; returns (mean loss, accuracy, images seen)."""
+    model.train()
+    # Sums stay on the device; reading them every batch would force a device sync.
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    correct = torch.zeros((), dtype=torch.int64)
+    seen = step = 0
+    total = len(batches) if hasattr(batches, "__len__") else None
+    with _progress(settings.progress, f"epoch {epoch}", total) as advance:
+        for step, (x, y) in enumerate(batches, start=1):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            if loss_sum.device != loss.device:
+                loss_sum, correct = loss_sum.to(loss.device), correct.to(loss.device)
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += y.shape[0]
+            if step % _FINITE_CHECK_EVERY == 0:
+                _check_finite(loss_sum, epoch, step)
+            advance()
+    if seen == 0:
+        raise ValueError("the training set yielded no batches; check data.train_subset")
+    _check_finite(loss_sum, epoch, step)
+    return loss_sum.item() / seen, correct.item() / seen, seen
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and labels for every batch, concatenated on the CPU."""
+    model.eval()
+    outputs, labels = [], []
+    for x, y in batches:
+        outputs.append(model(x).float().cpu())
+        labels.append(y.cpu())
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
+    """Mean cross-entropy (no label smoothing) and accuracy over `batches`."""
+    logits, labels = predict(model, batches)
+    loss = F.cross_entropy(logits, labels).item()
+    acc = (logits.argmax(1) == labels).double().mean().item()
+    return loss, acc
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    value = loss_sum.item()
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"training diverged: train/loss became {value} in epoch {epoch} by batch {step}. "
+            "Lower optimizer.lr, set trainer.grad_clip (e.g. 1.0), or use a scheduler with warm-up."
+        )
+
+
+class _progress:
+    """A per-batch progress bar on a terminal; a no-op elsewhere (logs, CI, sweeps)."""
+
+    def __init__(self, enabled: bool, description: str, total: int | None) -> None:
+        self._bar: Progress | None = None
+        if enabled and sys.stderr.isatty():
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                transient=True,
+            )
+        self._description, self._total = description, total
+
+    def __enter__(self) -> Callable[[], None]:
+        if self._bar is None:
+            return lambda: None
+        self._bar.start()
+        task = self._bar.add_task(self._description, total=self._total)
+        bar = self._bar
+        return lambda: bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _format(metrics: EpochMetrics) -> str:
+    keys = ("train/loss", "train/acc", "val/loss", "val/acc", "epoch_seconds", "images_per_second")
+    return " ".join(f"{k}={metrics[k]:.4g}" for k in keys)

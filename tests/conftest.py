@@ -1,0 +1,36 @@
+"""Shared fixtures: Hydra configs composed from conf/, shrunk to tiny runs in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from hpo.resolvers import register_resolvers
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+ComposeFn = Callable[..., DictConfig]
+
+
+@pytest.fixture
+def compose_cfg(tmp_path: Path) -> ComposeFn:
+    """Compose conf/ with tiny-run defaults (synthetic data, 1 epoch, tmp MLflow store)."""
+    register_resolvers()
+
+    def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
+        base = [
+            "data=synthetic",
+            "trainer.epochs=1",
+            "trainer.batch_size=64",
+            "trainer.eval_batch_size=256",
+            "trainer.progress=false",
+            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        ]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose("config", overrides=[*(base if tiny else []), *overrides])
+
+    return _compose

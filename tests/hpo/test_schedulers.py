@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hpo import schedulers
+
+
+def _rates(make, steps: int) -> list[float]:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = make(opt, total_steps=steps)
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return rates
+
+
+def test_constant_keeps_lr() -> None:
+    assert _rates(schedulers.constant, 10) == pytest.approx([0.1] * 10)
+
+
+def test_cosine_warms_up_then_decays_to_floor() -> None:
+    rates = _rates(lambda o, total_steps: schedulers.cosine(
+        o, total_steps=total_steps, warmup_fraction=0.1, min_lr_ratio=0.01), 100)  # fmt: skip
+    assert rates[0] < rates[9] == pytest.approx(0.1)
+    assert max(rates) == pytest.approx(0.1)
+    assert rates[-1] == pytest.approx(0.001, rel=0.05)
+    assert all(a >= b for a, b in zip(rates[10:], rates[11:], strict=False))
+
+
+def test_onecycle_peaks_at_max_lr() -> None:
+    rates = _rates(lambda o, total_steps: schedulers.onecycle(
+        o, total_steps=total_steps, max_lr=0.5, pct_start=0.25), 40)  # fmt: skip
+    peak = max(range(40), key=rates.__getitem__)
+    assert rates[peak] == pytest.approx(0.5, rel=0.02)
+    assert 8 <= peak <= 11
+    assert rates[-1] < 0.01
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda o: schedulers.cosine(o, total_steps=10, warmup_fraction=1.0), "warmup_fraction"),
+        (lambda o: schedulers.cosine(o, total_steps=10, min_lr_ratio=2.0), "min_lr_ratio"),
+        (lambda o: schedulers.onecycle(o, total_steps=10, max_lr=0.1, pct_start=0), "pct_start"),
+        (lambda o: schedulers.constant(o, total_steps=0), "total_steps=0"),
+    ],
+)
+def test_invalid_arguments_name_the_setting(make, message: str) -> None:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ValueError, match=message):
+        make(opt)

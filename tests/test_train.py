@@ -1,0 +1,140 @@
+"""train.py end to end on synthetic data, with a tmp_path MLflow store."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+
+import train
+from hpo import recording
+from hpo.config_checks import ConfigError
+from hpo.tracking import TrackingUnavailableError
+from hpo.trainer import TrainingDivergedError
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCH_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_seconds",
+                 "images_per_second")  # fmt: skip
+
+
+def _only_run(uri: str):
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("fashion-mnist")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    return client, runs[0]
+
+
+def test_one_epoch_run_records_everything(compose_cfg, tmp_path: Path) -> None:
+    cfg = compose_cfg("trainer.epochs=2", "model.width=8")
+    value = train.train(cfg, ("model.width=8",))
+    client, run = _only_run(cfg.tracking.uri)
+
+    assert run.info.status == "FINISHED"
+    assert 0.0 <= value <= 1.0
+    assert value == pytest.approx(run.data.metrics["best/val/acc"])
+    assert value > 0.3  # synthetic data has a learnable signal: chance is 0.1
+    for name in EPOCH_METRICS:
+        history = client.get_metric_history(run.info.run_id, name)
+        assert [m.step for m in history] == [1, 2], name
+    assert run.data.params["model.width"] == "8"
+    assert run.data.params["optimizer.lr"] == str(cfg.optimizer.lr)
+    assert int(run.data.params["model.num_parameters"]) == run.data.metrics["model/params"] > 0
+    assert run.data.tags["hydra_overrides"] == "model.width=8"
+    assert run.data.tags["device"] == "cpu"
+    assert run.data.tags["torch_version"] == torch.__version__
+    assert run.data.tags["git_commit"]
+
+    artifacts = tmp_path / "artifacts"
+    client.download_artifacts(run.info.run_id, "", str(artifacts))
+    for name in (recording.CONFIG_ARTIFACT, recording.CHECKPOINT_ARTIFACT,
+                 recording.CHECKPOINT_META_ARTIFACT, recording.CURVES_ARTIFACT,
+                 recording.PREDICTIONS_ARTIFACT):  # fmt: skip
+        assert (artifacts / name).stat().st_size > 0, name
+    assert (artifacts / "figures/learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "width: 8" in (artifacts / recording.CONFIG_ARTIFACT).read_text()
+    # Artifacts live beside the SQLite file, not in the working directory.
+    assert Path(run.info.artifact_uri.removeprefix("file://")).is_relative_to(tmp_path)
+
+    # The checkpoint reloads safely and reproduces the logged best validation accuracy.
+    state = recording.load_state_dict(artifacts / recording.CHECKPOINT_ARTIFACT)
+    model = instantiate(cfg.model)
+    model.load_state_dict(state)
+    splits = instantiate(cfg.data).setup()
+    batches = splits.val_loader(batch_size=256, device="cpu")
+    from hpo.trainer import evaluate
+
+    assert evaluate(model, batches)[1] == pytest.approx(value)
+
+
+def test_objective_can_be_loss_or_several(compose_cfg) -> None:
+    cfg = compose_cfg("objective=[val/loss,model/params]", "tracking.enabled=false")
+    loss, params = train.train(cfg)
+    assert math.isfinite(loss) and loss > 0
+    assert params == sum(p.numel() for p in instantiate(cfg.model).parameters())
+
+
+def test_tracking_disabled_writes_no_store(compose_cfg, tmp_path: Path) -> None:
+    train.train(compose_cfg("tracking.enabled=false"))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_mlflow_env_var_is_respected(compose_cfg, tmp_path, monkeypatch) -> None:
+    uri = f"sqlite:///{tmp_path}/from_env.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    cfg = compose_cfg(tiny=False)
+    assert cfg.tracking.uri == uri
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert compose_cfg(tiny=False).tracking.uri == f"sqlite:///{ROOT}/mlflow.db"
+
+
+def test_divergence_marks_the_run_failed(compose_cfg) -> None:
+    cfg = compose_cfg("optimizer=sgd", "optimizer.lr=1e30", "scheduler=none")
+    with pytest.raises(TrainingDivergedError):
+        train.train(cfg)
+    _, run = _only_run(cfg.tracking.uri)
+    assert run.info.status == "FAILED"
+    assert "diverged" in run.data.tags["error"]
+
+
+def test_unreachable_tracking_server_fails_before_training(compose_cfg) -> None:
+    cfg = compose_cfg("tracking.uri=http://127.0.0.1:9")
+    with pytest.raises(TrackingUnavailableError, match=r"127\.0\.0\.1:9.*tracking\.enabled=false"):
+        train.train(cfg)
+
+
+def test_bad_config_fails_before_anything_is_recorded(compose_cfg, tmp_path) -> None:
+    with pytest.raises(ConfigError):
+        train.train(compose_cfg("optimizer.lr=-1"))
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/cli.db"}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "data=synthetic", "trainer.epochs=1",
+         f"hydra.run.dir={tmp_path}/run", *args],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_cli_reports_user_errors_without_a_traceback(tmp_path: Path) -> None:
+    result = _cli("optimizer.lr=-1", "model.dropout=1.5", tmp_path=tmp_path)
+    assert result.returncode == 1
+    assert "optimizer.lr=-1 is invalid" in result.stderr + result.stdout
+    assert "model.dropout=1.5 is invalid" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_trains_and_exits_zero(tmp_path: Path) -> None:
+    result = _cli("model=seed_cnn", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Best epoch 1" in result.stderr + result.stdout
+    assert (tmp_path / "cli.db").exists()

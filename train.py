@@ -1,0 +1,122 @@
+"""Train one CNN on Fashion-MNIST: `python train.py [group=option] [key=value ...]`.
+
+Hydra composes `conf/`; this file tells the story top to bottom: check the config, build
+data, model and optimizer, fit, record in MLflow, return the objective so a sweeper
+(`python train.py -m hydra/sweeper=optuna`) can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from data import DatasetFileError
+from hpo import recording
+from hpo.config_checks import ConfigError, check_config
+from hpo.devices import configure_threads, resolve_device
+from hpo.resolvers import register_resolvers
+from hpo.seeding import seed_everything
+from hpo.tracking import TrackingSettings, TrackingUnavailableError, open_run
+from hpo.trainer import TrainingDivergedError, TrainSettings, fit
+from models import count_parameters
+
+log = logging.getLogger("train")
+
+# Errors caused by the user's input or environment: reported as a message, not a traceback.
+USER_ERRORS = (
+    ConfigError,
+    DatasetFileError,
+    InstantiationException,
+    TrackingUnavailableError,
+    TrainingDivergedError,
+)
+
+register_resolvers()
+
+
+def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[float]:
+    """Train the model `cfg` describes; return its objective value(s) at the best epoch."""
+    objectives = check_config(cfg)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.trainer.device)
+    configure_threads(cfg.trainer.num_threads)
+    memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
+
+    log.info("Loading data <%s>", cfg.data._target_)
+    splits = instantiate(cfg.data).setup()
+    train_batches = splits.train_loader(
+        batch_size=cfg.trainer.batch_size, seed=cfg.seed, device=device,
+        augment=instantiate(cfg.augmentation), channels_last=cfg.trainer.channels_last,
+    )  # fmt: skip
+    val_batches = splits.val_loader(
+        batch_size=cfg.trainer.eval_batch_size, device=device,
+        channels_last=cfg.trainer.channels_last,
+    )  # fmt: skip
+
+    log.info("Building model <%s> on %s", cfg.model._target_, device)
+    model = instantiate(cfg.model).to(device, memory_format=memory_format)
+    num_parameters = count_parameters(model)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    scheduler = instantiate(cfg.scheduler)(
+        optimizer, total_steps=cfg.trainer.epochs * len(train_batches)
+    )
+    settings = TrainSettings(
+        epochs=cfg.trainer.epochs, label_smoothing=cfg.trainer.label_smoothing,
+        patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
+        progress=cfg.trainer.progress,
+    )  # fmt: skip
+    tracking = TrackingSettings(**OmegaConf.to_container(cfg.tracking, resolve=True))  # type: ignore[arg-type]
+
+    tags = recording.run_tags(device, overrides)
+    with open_run(tracking, tags={**tags, "model": cfg.model._target_}) as run:
+        log.info("Training %s (%d parameters) for %d epochs", type(model).__name__,
+                 num_parameters, settings.epochs)  # fmt: skip
+        if run is not None:
+            recording.log_run_start(run, cfg, num_parameters)
+        result = fit(
+            model, train_batches, val_batches, optimizer, scheduler, settings,
+            monitor=objectives[0] if objectives[0] != "model/params" else "val/acc",
+            on_epoch_end=None if run is None else lambda e, m: recording.log_epoch(run, e, m),
+        )  # fmt: skip
+        model.load_state_dict(result.best_state)
+        log.info("Best epoch %d: %s", result.best_epoch, result.best_metrics)
+        if run is not None:
+            recording.log_run_end(
+                run, result, log_checkpoint=tracking.log_checkpoint,
+                meta={"best_epoch": result.best_epoch, "mean": splits.mean, "std": splits.std,
+                      "class_names": list(splits.class_names), "num_parameters": num_parameters},
+                figures=recording.run_figures(
+                    result, model, splits.val_images[: recording.GRID_IMAGES],
+                    splits.val_labels[: recording.GRID_IMAGES],
+                    next(iter(val_batches))[0][: recording.GRID_IMAGES], splits.class_names,
+                ) if tracking.log_figures else [],
+            )  # fmt: skip
+            log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
+
+    values = {**result.best_metrics, "model/params": float(num_parameters)}
+    chosen = [float(values[name]) for name in objectives]
+    return chosen[0] if len(chosen) == 1 else chosen
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | list[float]:
+    hydra_cfg = HydraConfig.get()
+    try:
+        return train(cfg, tuple(hydra_cfg.overrides.task))
+    except USER_ERRORS as exc:
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the trial as failed, with this message
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
