@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 import torch
@@ -22,10 +23,10 @@ from data import DatasetFileError
 from hpo import recording
 from hpo.config_checks import ConfigError, check_config
 from hpo.devices import configure_threads, resolve_device
-from hpo.resolvers import register_resolvers
 from hpo.seeding import seed_everything
 from hpo.tracking import TrackingSettings, TrackingUnavailableError, open_run
 from hpo.trainer import TrainingDivergedError, TrainSettings, fit
+from hpo.trial_link import TrialLink, TrialPruned, TrialReporter
 from models import count_parameters
 
 log = logging.getLogger("train")
@@ -39,27 +40,36 @@ USER_ERRORS = (
     TrainingDivergedError,
 )
 
-register_resolvers()
 
+def train(
+    cfg: DictConfig, overrides: tuple[str, ...] = (), pruner_cfg: DictConfig | None = None
+) -> float | list[float]:
+    """Train the model `cfg` describes; return its objective value(s) at the best epoch.
 
-def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[float]:
-    """Train the model `cfg` describes; return its objective value(s) at the best epoch."""
+    Inside a sweep (`cfg.hpo` set by the sweeper) each epoch's objective is reported to the
+    trial, and a pruned trial stops with `TrialPruned`.
+    """
     objectives = check_config(cfg)
+    link = TrialLink.from_node(cfg.hpo)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
-    configure_threads(cfg.trainer.num_threads)
+    configure_threads(cfg.trainer.num_threads, workers=link.workers if link else 1)
     memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
 
     log.info("Loading data <%s>", cfg.data._target_)
     splits = instantiate(cfg.data).setup()
     train_batches = splits.train_loader(
-        batch_size=cfg.trainer.batch_size, seed=cfg.seed, device=device,
-        augment=instantiate(cfg.augmentation), channels_last=cfg.trainer.channels_last,
-    )  # fmt: skip
-    val_batches = splits.val_loader(
-        batch_size=cfg.trainer.eval_batch_size, device=device,
+        batch_size=cfg.trainer.batch_size,
+        seed=cfg.seed,
+        device=device,
+        augment=instantiate(cfg.augmentation),
         channels_last=cfg.trainer.channels_last,
-    )  # fmt: skip
+    )
+    val_batches = splits.val_loader(
+        batch_size=cfg.trainer.eval_batch_size,
+        device=device,
+        channels_last=cfg.trainer.channels_last,
+    )
 
     log.info("Building model <%s> on %s", cfg.model._target_, device)
     model = instantiate(cfg.model).to(device, memory_format=memory_format)
@@ -69,36 +79,74 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
         optimizer, total_steps=cfg.trainer.epochs * len(train_batches)
     )
     settings = TrainSettings(
-        epochs=cfg.trainer.epochs, label_smoothing=cfg.trainer.label_smoothing,
-        patience=cfg.trainer.patience, grad_clip=cfg.trainer.grad_clip,
+        epochs=cfg.trainer.epochs,
+        label_smoothing=cfg.trainer.label_smoothing,
+        patience=cfg.trainer.patience,
+        grad_clip=cfg.trainer.grad_clip,
         progress=cfg.trainer.progress,
-    )  # fmt: skip
+    )
     tracking = TrackingSettings(**OmegaConf.to_container(cfg.tracking, resolve=True))  # type: ignore[arg-type]
 
-    tags = recording.run_tags(device, overrides)
-    with open_run(tracking, tags={**tags, "model": cfg.model._target_}) as run:
-        log.info("Training %s (%d parameters) for %d epochs", type(model).__name__,
-                 num_parameters, settings.epochs)  # fmt: skip
+    tags = {**recording.run_tags(device, overrides), "model": cfg.model._target_}
+    reporter = TrialReporter(link, pruner_cfg) if link else None
+    monitor = objectives[0] if objectives[0] != "model/params" else "val/acc"
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        if run is not None:
+            recording.log_epoch(run, epoch, metrics)
+        if reporter is not None:
+            reporter.report(epoch, metrics[monitor])
+
+    with open_run(
+        tracking,
+        run_name=link.run_name if link else None,
+        graceful=(TrialPruned,),
+        parent_run_id=link.parent_run_id if link else None,
+        tags={**tags, **(link.tags if link else {})},
+    ) as run:
+        log.info(
+            "Training %s (%d parameters) for %d epochs",
+            type(model).__name__,
+            num_parameters,
+            settings.epochs,
+        )
         if run is not None:
             recording.log_run_start(run, cfg, num_parameters)
         result = fit(
-            model, train_batches, val_batches, optimizer, scheduler, settings,
-            monitor=objectives[0] if objectives[0] != "model/params" else "val/acc",
-            on_epoch_end=None if run is None else lambda e, m: recording.log_epoch(run, e, m),
-        )  # fmt: skip
+            model,
+            train_batches,
+            val_batches,
+            optimizer,
+            scheduler,
+            settings,
+            monitor=monitor,
+            on_epoch_end=on_epoch_end,
+        )
         model.load_state_dict(result.best_state)
         log.info("Best epoch %d: %s", result.best_epoch, result.best_metrics)
         if run is not None:
             recording.log_run_end(
-                run, result, log_checkpoint=tracking.log_checkpoint,
-                meta={"best_epoch": result.best_epoch, "mean": splits.mean, "std": splits.std,
-                      "class_names": list(splits.class_names), "num_parameters": num_parameters},
+                run,
+                result,
+                log_checkpoint=tracking.log_checkpoint,
+                meta={
+                    "best_epoch": result.best_epoch,
+                    "mean": splits.mean,
+                    "std": splits.std,
+                    "class_names": list(splits.class_names),
+                    "num_parameters": num_parameters,
+                },
                 figures=recording.run_figures(
-                    result, model, splits.val_images[: recording.GRID_IMAGES],
+                    result,
+                    model,
+                    splits.val_images[: recording.GRID_IMAGES],
                     splits.val_labels[: recording.GRID_IMAGES],
-                    next(iter(val_batches))[0][: recording.GRID_IMAGES], splits.class_names,
-                ) if tracking.log_figures else [],
-            )  # fmt: skip
+                    next(iter(val_batches))[0][: recording.GRID_IMAGES],
+                    splits.class_names,
+                )
+                if tracking.log_figures
+                else [],
+            )
             log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
 
     values = {**result.best_metrics, "model/params": float(num_parameters)}
@@ -106,11 +154,17 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
     return chosen[0] if len(chosen) == 1 else chosen
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+# An absolute config path: the same whether train.py runs as a script or is imported (tests).
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
     hydra_cfg = HydraConfig.get()
     try:
-        return train(cfg, tuple(hydra_cfg.overrides.task))
+        pruner_cfg = hydra_cfg.sweeper.get("pruner") if hydra_cfg.sweeper else None
+        overrides = tuple(o for o in hydra_cfg.overrides.task if not o.startswith("hpo="))
+        return train(cfg, overrides, pruner_cfg)
     except USER_ERRORS as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the trial as failed, with this message

@@ -23,9 +23,17 @@ from hpo.tracking import TrackingSettings
 from hpo.trainer import TrainSettings
 
 TOP_LEVEL_KEYS = (
-    "data", "model", "optimizer", "scheduler", "augmentation", "trainer", "tracking",
-    "seed", "objective", "hpo",
-)  # fmt: skip
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "augmentation",
+    "trainer",
+    "tracking",
+    "seed",
+    "objective",
+    "hpo",
+)
 TARGET_GROUPS = ("data", "model", "optimizer", "scheduler", "augmentation")
 # Settings the trainer reads besides the loop settings of TrainSettings.
 LOADER_KEYS = ("batch_size", "eval_batch_size", "device", "num_threads", "channels_last")
@@ -117,13 +125,13 @@ def _unexpected_for_target(group: str, node: DictConfig) -> Iterable[str]:
         return
     try:
         parameters = inspect.signature(get_object(str(target))).parameters
-    except Exception as exc:  # noqa: BLE001 - any import failure is a config error here
+    except Exception as exc:
         yield f"{group}._target_={target} cannot be imported: {exc}"
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
     allowed = [p for p in parameters if p not in PROVIDED_BY_TRAINER]
-    keys = [k for k in node.keys() if not str(k).startswith("_")]
+    keys = [k for k in node if not str(k).startswith("_")]
     yield from _unexpected(f"{group}.", keys, allowed, owner=str(target))
 
 

@@ -8,7 +8,7 @@ import platform
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.pyplot as plt
 import torch
@@ -48,12 +48,18 @@ def git_commit() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{commit}-dirty" if dirty else commit
@@ -61,8 +67,7 @@ def git_commit() -> str:
 
 def log_run_start(run: TrackedRun, cfg: DictConfig, num_parameters: int) -> None:
     """Every resolved config value as a flat param, the config file, the parameter count."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(resolved, dict)
+    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     run.log_params({k: v for k, v in flatten(resolved).items() if not k.startswith("hpo.")})
     run.log_params({"model.num_parameters": num_parameters})
     run.log_metrics({"model/params": num_parameters})
@@ -83,7 +88,9 @@ def log_run_end(
     figures: list[tuple[Any, str]],
 ) -> None:
     """Best-epoch summary metrics, the best weights with their metadata, and the figures."""
-    run.log_metrics({f"best/{k}": v for k, v in result.best_metrics.items()}, step=result.best_epoch)
+    run.log_metrics(
+        {f"best/{k}": v for k, v in result.best_metrics.items()}, step=result.best_epoch
+    )
     run.set_tags({"best_epoch": result.best_epoch, "stopped_early": result.stopped_early})
     if log_checkpoint:
         run.log_bytes(lambda path: torch.save(result.best_state, path), CHECKPOINT_ARTIFACT)

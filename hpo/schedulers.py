@@ -52,10 +52,17 @@ def onecycle(
     max_lr: float,
     pct_start: float = 0.25,
 ) -> LRScheduler:
-    """Smith's one-cycle policy peaking at `max_lr` (the optimizer's lr by default)."""
+    """Smith's one-cycle policy peaking at `max_lr` (the optimizer's lr by default).
+
+    Very short runs (a few batches, as in smoke tests) get at least two steps per phase,
+    which torch's OneCycleLR needs; under four steps in all the rate stays constant.
+    """
     _check_steps(total_steps)
     if not 0.0 < pct_start < 1.0:
         raise ValueError(f"scheduler.pct_start={pct_start} must be in (0, 1)")
+    if total_steps < 4:
+        return constant(optimizer, total_steps=total_steps)
+    pct_start = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
 
 

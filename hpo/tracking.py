@@ -26,6 +26,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from hpo.sqlite_urls import sqlite_file
+
 log = logging.getLogger(__name__)
 
 # MLflow accepts at most this many params / metrics per log_batch call.
@@ -109,8 +111,8 @@ def check_store(settings: TrackingSettings) -> None:
                 f"cannot reach the MLflow tracking server at {uri}: {exc}. "
                 f"Start the server (e.g. `make ui`), or {fix}"
             ) from exc
-    elif parsed.scheme == "sqlite":
-        folder = Path(parsed.path).parent if parsed.path else Path.cwd()
+    elif (database := sqlite_file(uri)) is not None:
+        folder = database.resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise TrackingUnavailableError(
                 f"cannot write the MLflow SQLite store {uri}: folder {folder} is missing "
@@ -142,11 +144,13 @@ def open_run(
     run_name: str | None = None,
     parent_run_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    graceful: tuple[type[BaseException], ...] = (),
 ) -> Iterator[TrackedRun | None]:
     """Open a run for the block; None when tracking is disabled.
 
     The run ends FINISHED, FAILED (with the error text as the `error` tag) or KILLED
-    (Ctrl-C), so a crashed training never stays RUNNING in the UI.
+    (Ctrl-C), so a crashed training never stays RUNNING in the UI. Exceptions listed in
+    `graceful` (a pruned trial) end it FINISHED and propagate.
     """
     if not settings.enabled:
         yield None
@@ -162,6 +166,9 @@ def open_run(
     tracked = TrackedRun(client, run.info.run_id)
     try:
         yield tracked
+    except graceful:
+        client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        raise
     except KeyboardInterrupt:
         client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
@@ -187,10 +194,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _artifact_location(settings: TrackingSettings) -> str | None:
     if settings.artifact_location:
         return settings.artifact_location
-    parsed = urlparse(settings.uri)
-    if parsed.scheme == "sqlite" and parsed.path:
+    database = sqlite_file(settings.uri)
+    if database is not None:
         # Beside the database, not in whatever folder the job happens to run in.
-        return (Path(parsed.path).parent / "mlartifacts").as_uri()
+        return str(database.resolve().parent / "mlartifacts")
     return None
 
 
@@ -201,3 +208,60 @@ def _param_value(value: Any) -> str:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# --- sweeps: one parent run per study, one child run per trial ----------------------------
+
+STUDY_TAG = "study_name"
+TRIAL_TAG = "trial_number"
+ROLE_TAG = "sweep_role"
+
+
+def open_study_run(
+    settings: TrackingSettings, study_name: str, tags: Mapping[str, Any]
+) -> TrackedRun:
+    """The study's parent run: reopened when a rerun continues the study, else created."""
+    check_store(settings)
+    client = MlflowClient(tracking_uri=settings.uri)
+    exp_id = experiment_id(client, settings)
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.{ROLE_TAG} = 'study' and tags.{STUDY_TAG} = {_quoted(study_name)}",
+        max_results=1,
+    )
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        log.info("Reopened MLflow parent run %s of study %r", run_id, study_name)
+    else:
+        all_tags = {
+            **{k: str(v) for k, v in tags.items()},
+            ROLE_TAG: "study",
+            STUDY_TAG: study_name,
+        }
+        run_id = client.create_run(exp_id, tags=all_tags, run_name=study_name).info.run_id
+        log.info("Created MLflow parent run %s for study %r", run_id, study_name)
+    return TrackedRun(client, run_id)
+
+
+def end_run(run: TrackedRun, status: str = "FINISHED") -> None:
+    """Mark `run` ended with MLflow status `status` (FINISHED, FAILED, KILLED)."""
+    run.client.set_terminated(run.run_id, status)
+
+
+def find_trial_run(settings: TrackingSettings, study_name: str, number: int) -> TrackedRun | None:
+    """The child run of trial `number` of `study_name`, if the job created one."""
+    client = MlflowClient(tracking_uri=settings.uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None:
+        return None
+    found = client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.{STUDY_TAG} = {_quoted(study_name)} and tags.{TRIAL_TAG} = '{number}'",
+        max_results=1,
+    )
+    return TrackedRun(client, found[0].info.run_id) if found else None
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -11,7 +11,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass, field
 
 import torch
@@ -61,7 +61,7 @@ class TrainSettings:
 
 def fit(
     model: nn.Module,
-    train_batches: Sequence[tuple[torch.Tensor, torch.Tensor]] | Batches,
+    train_batches: Batches,
     val_batches: Batches,
     optimizer: torch.optim.Optimizer,
     scheduler: LRScheduler | None,
@@ -90,7 +90,9 @@ def fit(
     best_state: dict[str, torch.Tensor] = {}
     best_epoch, since_best = 0, 0
     for epoch in range(1, settings.epochs + 1):
-        metrics = _run_epoch(model, train_batches, val_batches, optimizer, scheduler, settings, epoch)
+        metrics = _run_epoch(
+            model, train_batches, val_batches, optimizer, scheduler, settings, epoch
+        )
         history.append(metrics)
         log.info("epoch %d/%d %s", epoch, settings.epochs, _format(metrics))
         if is_improvement(metrics[monitor], None if best is None else best[monitor], monitor):
@@ -149,8 +151,8 @@ def train_one_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64)
     correct = torch.zeros((), dtype=torch.int64)
     seen = step = 0
-    total = len(batches) if hasattr(batches, "__len__") else None
-    with _progress(settings.progress, f"epoch {epoch}", total) as advance:
+    total = len(batches) if isinstance(batches, Sized) else None
+    with _Progress(settings.progress, f"epoch {epoch}", total) as advance:
         for step, (x, y) in enumerate(batches, start=1):
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
@@ -203,7 +205,7 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
         )
 
 
-class _progress:
+class _Progress:
     """A per-batch progress bar on a terminal; a no-op elsewhere (logs, CI, sweeps)."""
 
     def __init__(self, enabled: bool, description: str, total: int | None) -> None:

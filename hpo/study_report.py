@@ -1,0 +1,211 @@
+"""What a sweep leaves behind: optimization_results.yaml, the parent MLflow run, a summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+from optuna.visualization import matplotlib as optuna_plots
+from rich.console import Console
+from rich.table import Table
+
+from hpo import tracking
+from hpo.tracking import TrackedRun, TrackingSettings
+
+if TYPE_CHECKING:
+    from hpo.sweeper import SweepProgress
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "optimization_results.yaml"
+TRIALS_ARTIFACT = "trials.csv"
+
+
+def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
+    """The app's MLflow settings when it takes part in sweeps (has `hpo` and `tracking`)."""
+    if config is None or "hpo" not in config or "tracking" not in config:
+        return None
+    settings = TrackingSettings(**OmegaConf.to_container(config.tracking, resolve=True))  # type: ignore[arg-type]
+    return settings if settings.enabled else None
+
+
+def open_parent_run(config: DictConfig, study: optuna.Study) -> TrackedRun | None:
+    """Open (or reopen, on resume) the study's MLflow parent run."""
+    settings = tracking_settings(config)
+    if settings is None:
+        return None
+    directions = ",".join(d.name.lower() for d in study.directions)
+    storage = str(config.hydra.sweeper.get("storage") or "memory")
+    return tracking.open_study_run(
+        settings, study.study_name, {"optuna_storage": storage, "directions": directions}
+    )
+
+
+def tag_child_run(config: DictConfig | None, study_name: str, number: int, state: str) -> None:
+    """Record the trial's final Optuna state on its MLflow child run."""
+    settings = tracking_settings(config)
+    if settings is None:
+        return
+    run = tracking.find_trial_run(settings, study_name, number)
+    if run is not None:
+        run.set_tags({"trial_state": state})
+
+
+def optimization_results(study: optuna.Study) -> dict[str, Any]:
+    """The upstream plugin's file: best params and value, or the Pareto front."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(study.directions) > 1:
+        front = study.best_trials if complete else []
+        return {
+            "name": "optuna",
+            "solutions": [
+                {"number": t.number, "params": t.params, "values": t.values} for t in front
+            ],
+        }
+    if not complete:
+        return {"name": "optuna", "best_params": {}, "best_value": None}
+    best = study.best_trial
+    return {
+        "name": "optuna",
+        "best_trial": best.number,
+        "best_params": best.params,
+        "best_value": best.value,
+    }
+
+
+def finish(
+    study: optuna.Study,
+    progress: SweepProgress,
+    parent: TrackedRun | None,
+    sweep_dir: Path,
+    directions: Sequence[str],
+) -> None:
+    """Write the results file, fill the parent run, print the summary."""
+    results = optimization_results(study)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    results_path = sweep_dir / RESULTS_FILE
+    results_path.write_text(OmegaConf.to_yaml(OmegaConf.create(results)))
+    log.info("Wrote %s", results_path)
+    if parent is not None:
+        _fill_parent(parent, study, results, results_path)
+    Console().print(_summary(study, progress, results, parent))
+
+
+def _fill_parent(
+    parent: TrackedRun, study: optuna.Study, results: dict[str, Any], results_path: Path
+) -> None:
+    counts = _state_counts(study)
+    parent.log_metrics(
+        {f"trials/{state.lower()}": n for state, n in counts.items()}, step=len(study.trials)
+    )
+    if results.get("best_value") is not None:
+        parent.log_metrics({"best_value": results["best_value"]}, step=len(study.trials))
+        parent.set_tags(
+            {"best_trial": results["best_trial"], "best_params": json.dumps(results["best_params"])}
+        )
+    parent.log_file(results_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / TRIALS_ARTIFACT
+        study.trials_dataframe().to_csv(table, index=False)
+        parent.log_file(table)
+    for name, figure in study_figures(study):
+        parent.log_figure(figure, f"plots/{name}.png")
+        plt.close(figure)
+    tracking.end_run(parent)
+
+
+def study_figures(study: optuna.Study) -> list[tuple[str, Any]]:
+    """Optuna's matplotlib plots that can be drawn now; each skipped one is logged with why."""
+    multi = len(study.directions) > 1
+    target: Callable[[Any], float] | None = (lambda t: t.values[0]) if multi else None
+    kwargs: dict[str, Any] = {"target": target, "target_name": "objective 0"} if multi else {}
+    makers: dict[str, Callable[[], Any]] = {
+        "optimization_history": lambda: optuna_plots.plot_optimization_history(study, **kwargs),
+        "param_importances": lambda: optuna_plots.plot_param_importances(study, **kwargs),
+        "parallel_coordinate": lambda: optuna_plots.plot_parallel_coordinate(study, **kwargs),
+        "intermediate_values": lambda: optuna_plots.plot_intermediate_values(study),
+    }
+    if multi:
+        makers["pareto_front"] = lambda: optuna_plots.plot_pareto_front(study)
+    figures = []
+    for name, make in makers.items():
+        reason = _cannot_draw(study, name)
+        if reason is None:
+            try:
+                with warnings.catch_warnings():
+                    # Experimental-API and flat-axis notices, not problems of this study.
+                    warnings.simplefilter("ignore")
+                    axes = make()
+                figures.append((name, _figure_of(axes)))
+                continue
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+        log.info("Skipped the %s plot: %s", name, reason)
+    return figures
+
+
+def _cannot_draw(study: optuna.Study, name: str) -> str | None:
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        return "no completed trial yet"
+    if name == "param_importances" and (len(complete) < 2 or not complete[0].params):
+        return "needs at least 2 completed trials with sampled params"
+    if name == "intermediate_values" and not any(t.intermediate_values for t in study.trials):
+        return "no trial reported per-epoch values"
+    return None
+
+
+def _figure_of(axes: Any) -> Any:
+    first = axes.flat[0] if hasattr(axes, "flat") else axes
+    figure = first.get_figure()
+    figure.set_size_inches(9, 5.5)
+    figure.tight_layout()
+    return figure
+
+
+def _state_counts(study: optuna.Study) -> dict[str, int]:
+    counts = {s.name: 0 for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.name in counts:
+            counts[trial.state.name] += 1
+    return counts
+
+
+def _summary(
+    study: optuna.Study, progress: SweepProgress, results: dict[str, Any], parent: TrackedRun | None
+) -> Table:
+    table = Table(title=f"Study {study.study_name}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    this = ", ".join(
+        f"{progress.count(s)} {s.name.lower()}"
+        for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    )
+    total = ", ".join(f"{n} {s.lower()}" for s, n in _state_counts(study).items())
+    table.add_row("this run", f"{this} in {time.monotonic() - progress.started:.0f} s")
+    table.add_row("whole study", total)
+    if "solutions" in results:
+        for solution in results["solutions"]:
+            table.add_row(
+                f"pareto #{solution['number']}", f"{solution['values']} {solution['params']}"
+            )
+    elif results.get("best_value") is not None:
+        table.add_row("best value", f"{results['best_value']:.5g} (trial {results['best_trial']})")
+        table.add_row("best params", json.dumps(results["best_params"]))
+    if parent is not None:
+        table.add_row("MLflow", f"parent run {parent.run_id}; open it with `make ui`")
+    return table

@@ -1,0 +1,302 @@
+"""The Optuna sweeper end to end: real Hydra multiruns of train.py on synthetic data."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from hydra.core.global_hydra import GlobalHydra
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+import train
+
+ROOT = Path(__file__).resolve().parents[2]
+# Tiny trials: 2 epochs on 512 synthetic images with an 8-channel CNN.
+# Fixed values on the command line take these dimensions out of the default search space.
+TINY = (
+    "data=synthetic",
+    "trainer.epochs=2",
+    "model.width=8",
+    "model.depth=2",
+    "trainer.batch_size=64",
+    "optimizer.weight_decay=0.0",
+    "trainer.progress=false",
+)
+
+
+class Sweep:
+    """Runs `train.py -m hydra/sweeper=optuna` in this process with tmp_path stores."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.storage = f"sqlite:///{tmp_path}/optuna.db"
+        self.mlflow = f"sqlite:///{tmp_path}/mlflow.db"
+        self.study_name = "test-study"
+
+    def args(self, *extra: str, n_trials: int = 3) -> list[str]:
+        return [
+            "-m",
+            "hydra/sweeper=optuna",
+            *TINY,
+            f"hydra.sweeper.storage={self.storage}",
+            f"hydra.sweeper.study_name={self.study_name}",
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"tracking.uri={self.mlflow}",
+            f"hydra.sweep.dir={self.tmp}/multirun",
+            "hydra.sweeper.params={model.dropout: 'interval(0.0, 0.5)', "
+            "optimizer.lr: 'tag(log, interval(1e-3, 1e-2))'}",
+            *extra,
+        ]
+
+    def run(self, *extra: str, n_trials: int = 3, monkeypatch: pytest.MonkeyPatch) -> int:
+        monkeypatch.setattr(sys, "argv", ["train.py", *self.args(*extra, n_trials=n_trials)])
+        GlobalHydra.instance().clear()
+        # Hydra reconfigures logging for the app; later tests must not log into its streams.
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            train.main()
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        finally:
+            GlobalHydra.instance().clear()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        return 0
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name=self.study_name, storage=self.storage)
+
+    def results(self) -> dict:
+        return yaml.safe_load((self.tmp / "multirun/optimization_results.yaml").read_text())
+
+    def runs(self) -> tuple[MlflowClient, list]:
+        client = MlflowClient(tracking_uri=self.mlflow)
+        experiment = client.get_experiment_by_name("fashion-mnist")
+        return client, client.search_runs([experiment.experiment_id])
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Sweep:
+    return Sweep(tmp_path)
+
+
+def _output(capfd: pytest.CaptureFixture[str]) -> str:
+    out, err = capfd.readouterr()
+    return out + err
+
+
+def _states(study: optuna.Study) -> list[TrialState]:
+    return [t.state for t in study.trials]
+
+
+def test_three_trials_agree_across_storage_results_and_mlflow(sweep, monkeypatch) -> None:
+    assert sweep.run("hydra.sweeper.direction=maximize", monkeypatch=monkeypatch) == 0
+    study = sweep.study()
+    assert _states(study) == [TrialState.COMPLETE] * 3
+    results = sweep.results()
+    assert results["best_value"] == pytest.approx(study.best_value)
+    assert results["best_params"] == study.best_params
+    assert set(results["best_params"]) == {"model.dropout", "optimizer.lr"}
+
+    client, runs = sweep.runs()
+    parents = [r for r in runs if r.data.tags.get("sweep_role") == "study"]
+    children = [r for r in runs if r.data.tags.get("sweep_role") != "study"]
+    assert len(parents) == 1 and parents[0].info.run_name == sweep.study_name
+    parent = parents[0]
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert sorted(r.info.run_name for r in children) == [
+        f"{sweep.study_name}-trial-{n:04d}" for n in range(3)
+    ]
+    for child in children:
+        number = int(child.data.tags["trial_number"])
+        trial = study.trials[number]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["trial_state"] == "COMPLETE"
+        assert child.data.metrics["best/val/acc"] == pytest.approx(trial.value)
+        assert float(child.data.params["optimizer.lr"]) == pytest.approx(
+            trial.params["optimizer.lr"]
+        )
+        # The job reported every epoch to its trial.
+        assert sorted(trial.intermediate_values) == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"optimization_results.yaml", "trials.csv", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert "plots/optimization_history.png" in plots
+
+
+def test_rerun_resumes_to_n_trials_without_duplicates(sweep, monkeypatch) -> None:
+    assert sweep.run(n_trials=2, monkeypatch=monkeypatch) == 0
+    assert sweep.run(n_trials=2, monkeypatch=monkeypatch) == 0  # nothing missing: no trial
+    assert len(sweep.study().trials) == 2
+    assert sweep.run(n_trials=3, monkeypatch=monkeypatch) == 0
+    study = sweep.study()
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert _states(study) == [TrialState.COMPLETE] * 3
+    _, runs = sweep.runs()
+    assert len([r for r in runs if r.data.tags.get("sweep_role") == "study"]) == 1
+    assert len([r for r in runs if "trial_number" in r.data.tags]) == 3
+
+
+def test_trial_left_running_by_a_crash_is_failed_and_rerun(sweep, monkeypatch) -> None:
+    assert sweep.run(n_trials=1, monkeypatch=monkeypatch) == 0
+    study = sweep.study()
+    stale = study.ask(
+        {
+            "model.dropout": optuna.distributions.FloatDistribution(0, 0.5),
+            "optimizer.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
+        }
+    )
+    assert sweep.run(n_trials=2, monkeypatch=monkeypatch) == 0
+    study = sweep.study()
+    assert study.trials[stale.number].state == TrialState.FAIL
+    assert TrialState.RUNNING not in _states(study)
+    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 2
+    rerun = [t for t in finished if t.user_attrs.get("requeued_from") == stale.number]
+    assert len(rerun) == 1 and rerun[0].params == stale.params
+
+
+def test_pruned_trial_stops_early(sweep, monkeypatch) -> None:
+    # A good trial first, then a hopeless one (lr 1e-7): the median pruner stops it.
+    study = optuna.create_study(
+        study_name=sweep.study_name, storage=sweep.storage, direction="maximize"
+    )
+    study.enqueue_trial({"model.dropout": 0.0, "optimizer.lr": 0.01})
+    study.enqueue_trial({"model.dropout": 0.0, "optimizer.lr": 1e-7})
+    code = sweep.run(
+        "trainer.epochs=4",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.params={model.dropout: 'interval(0.0, 0.5)', "
+        "optimizer.lr: 'tag(log, interval(1e-7, 1e-2))'}",
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+        n_trials=2,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0
+    good, bad = sweep.study().trials
+    assert good.state == TrialState.COMPLETE and sorted(good.intermediate_values) == [1, 2, 3, 4]
+    assert bad.state == TrialState.PRUNED
+    assert len(bad.intermediate_values) < 4
+    _, runs = sweep.runs()
+    child = next(r for r in runs if r.data.tags.get("trial_number") == "1")
+    assert child.data.tags["trial_state"] == "PRUNED"
+    assert child.info.status == "FINISHED"
+
+
+def test_failures_beyond_the_rate_stop_the_sweep_naming_trials(sweep, monkeypatch, capfd) -> None:
+    code = sweep.run(
+        "optimizer=sgd",
+        "scheduler=none",
+        "hydra.sweeper.params={optimizer.lr: 'choice(1e30)'}",
+        "hydra.sweeper.max_failure_rate=0.0",
+        n_trials=3,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 1
+    study = sweep.study()
+    assert _states(study) == [TrialState.FAIL]  # stopped at the first failure
+    assert "diverged" in study.trials[0].user_attrs["error"]
+    assert "trial 0: TrainingDivergedError" in _output(capfd)
+    _, runs = sweep.runs()
+    child = next(r for r in runs if "trial_number" in r.data.tags)
+    assert child.info.status == "FAILED" and child.data.tags["trial_state"] == "FAIL"
+
+
+def test_tolerated_failures_let_the_sweep_go_on(sweep, monkeypatch) -> None:
+    code = sweep.run(
+        "optimizer=sgd",
+        "scheduler=none",
+        "hydra.sweeper.params={optimizer.lr: 'choice(1e30, 0.01)'}",
+        "hydra/sweeper/sampler=random",
+        "hydra.sweeper.max_failure_rate=1.0",
+        n_trials=2,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0
+    study = sweep.study()
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 2
+
+
+def test_several_objectives_give_a_pareto_front(sweep, monkeypatch) -> None:
+    code = sweep.run(
+        "objective=[val/acc,model/params]",
+        "hydra.sweeper.direction=[maximize,minimize]",
+        "model.width=choice(4,8,16)",
+        n_trials=3,
+        monkeypatch=monkeypatch,
+    )
+    assert code == 0
+    study = sweep.study()
+    results = sweep.results()
+    front = {t.number for t in study.best_trials}
+    assert {s["number"] for s in results["solutions"]} == front
+    for solution in results["solutions"]:
+        assert solution["values"] == study.trials[solution["number"]].values
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("model.widht=choice(8,16)", "did you mean 'model.width'"),
+        ("model.width=range(8,8)", "model.width=range(8,8)"),
+        ("optimizer=choice(adam,adagrad)", "adagrad"),
+    ],
+)
+def test_bad_search_space_fails_before_any_trial(sweep, monkeypatch, capfd, entry, message) -> None:
+    assert sweep.run(entry, monkeypatch=monkeypatch) == 1
+    assert message in _output(capfd)
+    with pytest.raises(KeyError):
+        sweep.study()
+
+
+def test_unusable_storage_fails_at_once(sweep, monkeypatch, capfd) -> None:
+    bad = f"sqlite:///{sweep.tmp}/missing/folder/optuna.db"
+    assert sweep.run(f"hydra.sweeper.storage={bad}", monkeypatch=monkeypatch) == 1
+    assert f"cannot open the Optuna storage {bad}" in _output(capfd)
+
+
+def test_plugin_is_discovered() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--info", "plugins"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    sweepers = out.split("Sweeper:")[1].split("SearchPathPlugin:")[0]
+    assert "OptunaSweeper" in sweepers
+    assert "FmnistHpoSearchPathPlugin" in out
+
+
+def test_joblib_launcher_runs_trials_in_parallel_processes(sweep, tmp_path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            *sweep.args(
+                "hydra/launcher=joblib",
+                "hydra.sweeper.n_jobs=2",
+                "hydra.launcher.n_jobs=2",
+                n_trials=3,
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = sweep.study()
+    assert _states(study) == [TrialState.COMPLETE] * 3
+    for trial in study.trials:
+        assert sorted(trial.intermediate_values) == [1, 2]  # reported from the workers
+    _, runs = sweep.runs()
+    assert len([r for r in runs if "trial_number" in r.data.tags]) == 3
