@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data train test test-fast test-slow lint format ui bench clean
+.PHONY: help install data sweep train test test-fast test-slow lint format ui bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -36,6 +36,9 @@ data: install ## Make sure Fashion-MNIST is here: Debian package, else download,
 	           "(Debian/Ubuntu), or allow internet access for torchvision's download" \
 	           "(make data), or set FMNIST_DIR to a folder holding the four .gz files."; exit 1; }; \
 	  fi; }
+
+sweep: data ## Run the default search (conf/hydra/sweeper/optuna.yaml); rerun to resume it
+	$(PY) train.py -m hydra/sweeper=optuna $(ARGS)
 
 train: data ## Train one model (extra Hydra overrides: make train ARGS="model=seed_cnn")
 	$(PY) train.py $(ARGS)

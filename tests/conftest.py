@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from hpo.resolvers import register_resolvers
@@ -34,3 +37,23 @@ def compose_cfg(tmp_path: Path) -> ComposeFn:
             return compose("config", overrides=[*(base if tiny else []), *overrides])
 
     return _compose
+
+
+def run_train_cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """Run `python train.py ARGS` in this process (no interpreter start-up); the exit code."""
+    import train
+
+    monkeypatch.setattr(sys, "argv", ["train.py", *args])
+    GlobalHydra.instance().clear()
+    # Hydra reconfigures logging for the app; later tests must not log into its streams.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        train.main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        GlobalHydra.instance().clear()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +9,9 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from hydra.core.global_hydra import GlobalHydra
+from conftest import run_train_cli
 from mlflow import MlflowClient
 from optuna.trial import TrialState
-
-import train
 
 ROOT = Path(__file__).resolve().parents[2]
 # Tiny trials: 2 epochs on 512 synthetic images with an 8-channel CNN.
@@ -55,20 +52,7 @@ class Sweep:
         ]
 
     def run(self, *extra: str, n_trials: int = 3, monkeypatch: pytest.MonkeyPatch) -> int:
-        monkeypatch.setattr(sys, "argv", ["train.py", *self.args(*extra, n_trials=n_trials)])
-        GlobalHydra.instance().clear()
-        # Hydra reconfigures logging for the app; later tests must not log into its streams.
-        root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            train.main()
-        except SystemExit as exc:
-            return int(exc.code or 0)
-        finally:
-            GlobalHydra.instance().clear()
-            root.handlers[:] = handlers
-            root.setLevel(level)
-        return 0
+        return run_train_cli(monkeypatch, *self.args(*extra, n_trials=n_trials))
 
     def study(self) -> optuna.Study:
         return optuna.load_study(study_name=self.study_name, storage=self.storage)
