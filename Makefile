@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep train test test-fast test-slow lint format ui bench clean
+.PHONY: help install data sweep best-eval predict train test test-fast test-slow lint format ui bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -39,6 +39,13 @@ data: install ## Make sure Fashion-MNIST is here: Debian package, else download,
 
 sweep: data ## Run the default search (conf/hydra/sweeper/optuna.yaml); rerun to resume it
 	$(PY) train.py -m hydra/sweeper=optuna $(ARGS)
+
+best-eval: data ## Retest the best trial on the test set, register it (STUDY=, STORAGE=, ARGS="retrain=true")
+	$(PY) -m hpo.best_eval $(if $(STUDY),study=$(STUDY)) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
+
+predict: install ## Classify images with the champion model: make predict IMAGES="a.png b.png"
+	@[ -n "$(IMAGES)" ] || { echo 'usage: make predict IMAGES="a.png b.png"'; exit 2; }
+	$(PY) -m hpo.predict $(IMAGES)
 
 train: data ## Train one model (extra Hydra overrides: make train ARGS="model=seed_cnn")
 	$(PY) train.py $(ARGS)

@@ -69,3 +69,37 @@ def prediction_grid(
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def confusion_matrices(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> Figure:
+    """The confusion matrix as counts and row-normalised (recall per true class)."""
+    counts = torch.tensor(confusion, dtype=torch.float64)
+    normalised = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    fig, axes = plt.subplots(1, 2, figsize=(17, 7.5), constrained_layout=True)
+    for ax, matrix, title, fmt in (
+        (axes[0], counts, "Counts", "{:.0f}"),
+        (axes[1], normalised, "Normalised by true class", "{:.2f}"),
+    ):
+        image = ax.imshow(matrix.numpy(), cmap="Blues")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+        threshold = float(matrix.max()) / 2
+        for (row, col), value in ((rc, matrix[rc].item()) for rc in _cells(matrix)):
+            ax.text(
+                col,
+                row,
+                fmt.format(value),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value > threshold else "black",
+            )
+        ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(class_names)), class_names, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+    return fig
+
+
+def _cells(matrix: torch.Tensor) -> list[tuple[int, int]]:
+    return [(r, c) for r in range(matrix.shape[0]) for c in range(matrix.shape[1])]

@@ -1,0 +1,357 @@
+"""`make best-eval`: retest a study's best trial on the official test set, once.
+
+The search chose the trial on the validation split; this is the only code path that reads
+the 10k test set (through `load_test`). It never writes to the study: it reads the trial,
+rebuilds the model from the trial's own recorded config and weights (or retrains that
+config on all 60k training images), evaluates it once, and records a new `best-eval`
+MLflow run, a report folder and a registered model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import hydra
+import matplotlib.pyplot as plt
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from data import DatasetFileError, TensorBatchLoader, channel_stats
+from hpo import plots
+from hpo.best_trial import BestEvalError, TrialRecord, choose_trial, load_record, load_study
+from hpo.devices import configure_threads, resolve_device
+from hpo.evaluation import RetestReport, score_predictions
+from hpo.paths import PROJECT_ROOT
+from hpo.registry import Registration, register
+from hpo.seeding import seed_everything
+from hpo.storage import StorageUnavailableError
+from hpo.tracking import STUDY_TAG, TrackingSettings, TrackingUnavailableError, open_run
+from hpo.trainer import TrainSettings, predict, train_one_epoch
+from models import RawPixelClassifier
+
+log = logging.getLogger(__name__)
+
+USER_ERRORS = (
+    BestEvalError,
+    DatasetFileError,
+    InstantiationException,
+    StorageUnavailableError,
+    TrackingUnavailableError,
+)
+
+
+@dataclass
+class Retested:
+    """A model ready for the test set, with the normalisation it was trained with."""
+
+    model: torch.nn.Module
+    mean: float
+    std: float
+    source: str  # "checkpoint" or "retrain"
+
+
+def best_eval(cfg: DictConfig) -> dict[str, Any]:
+    """Run the retest described by `cfg` (conf/best_eval.yaml); return the report dict."""
+    settings = TrackingSettings(
+        **cast(dict[str, Any], OmegaConf.to_container(cfg.tracking, resolve=True))
+    )
+    if not settings.enabled:
+        raise BestEvalError("best-eval reads the trial from MLflow: run it with tracking enabled")
+    log.info("Loading study %r from %s", cfg.study, cfg.storage)
+    study = load_study(cfg.study, cfg.storage)
+    trial = choose_trial(study, cfg.objective_index)
+    record = load_record(settings, cfg.study, trial)
+    log.info("Best trial %d (run %s): %s", trial.number, record.run_id, trial.params)
+    device = resolve_device("auto")
+    configure_threads(None)
+    retested = _retrain(record, cfg.epochs, device) if cfg.retrain else _rebuild(record, device)
+
+    log.info("Evaluating once on the test set")
+    images, labels = instantiate(record.config.data).load_test()
+    logits = _test_logits(retested, images, labels, device)
+    class_names = list(record.meta.get("class_names") or [str(i) for i in range(logits.shape[1])])
+    report = score_predictions(logits, labels, class_names)
+    summary = _summary_dict(cfg, record, retested, report)
+    out_dir = Path(cfg.reports_dir) / cfg.study
+    figures = _figures(record, report, images, labels, logits, class_names, cfg.grid_images)
+    with open_run(settings, run_name="best-eval", tags=_tags(record, retested)) as run:
+        assert run is not None
+        run.log_metrics(_metrics(report, record))
+        run.log_dict(summary, "best_eval/report.json")
+        for name, figure in figures.items():
+            run.log_figure(figure, f"best_eval/{name}.png")
+        if cfg.register:
+            registration = _register(cfg, settings, run.run_id, record, retested, report, images)
+            summary["registry"] = {
+                "name": registration.name,
+                "version": registration.version,
+                "champion": registration.champion,
+                "note": registration.describe(),
+            }
+            run.log_dict(summary, "best_eval/report.json")
+        summary["mlflow_run_id"] = run.run_id
+    _write_reports(out_dir, summary, report, figures)
+    Console().print(_summary_table(summary, out_dir))
+    return summary
+
+
+def _rebuild(record: TrialRecord, device: torch.device) -> Retested:
+    model = instantiate(record.config.model)
+    try:
+        model.load_state_dict(record.state_dict)
+    except RuntimeError as exc:
+        raise BestEvalError(
+            f"run {record.run_id}: checkpoints/best_state_dict.pt does not fit the model of "
+            f"the trial's config.yaml ({str(exc).splitlines()[0]})"
+        ) from exc
+    return Retested(
+        model.to(device), float(record.meta["mean"]), float(record.meta["std"]), "checkpoint"
+    )
+
+
+def _retrain(record: TrialRecord, epochs: int | None, device: torch.device) -> Retested:
+    """Train the trial's config from scratch on all training images (train + validation)."""
+    cfg = record.config
+    epochs = int(epochs or cfg.trainer.epochs)
+    seed_everything(cfg.seed)
+    splits = instantiate(cfg.data).setup()
+    images = torch.cat([splits.train_images, splits.val_images])
+    labels = torch.cat([splits.train_labels, splits.val_labels])
+    mean, std = channel_stats(images)
+    batches = TensorBatchLoader(
+        images,
+        labels,
+        batch_size=cfg.trainer.batch_size,
+        mean=mean,
+        std=std,
+        shuffle=True,
+        seed=cfg.seed,
+        augment=instantiate(cfg.augmentation),
+        device=device,
+    )
+    model = instantiate(cfg.model).to(device, memory_format=torch.channels_last)
+    optimizer = instantiate(cfg.optimizer)(model.parameters())
+    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=epochs * len(batches))
+    settings = TrainSettings(
+        epochs=epochs,
+        label_smoothing=cfg.trainer.label_smoothing,
+        grad_clip=cfg.trainer.grad_clip,
+        progress=cfg.trainer.progress,
+    )
+    log.info("Retraining on all %d training images for %d epochs", len(labels), epochs)
+    for epoch in range(1, epochs + 1):
+        loss, acc, _ = train_one_epoch(model, batches, optimizer, scheduler, settings, epoch)
+        log.info("retrain epoch %d/%d train/loss=%.4f train/acc=%.4f", epoch, epochs, loss, acc)
+    return Retested(model, mean, std, "retrain")
+
+
+def _test_logits(
+    retested: Retested, images: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> torch.Tensor:
+    batches = TensorBatchLoader(
+        images,
+        labels,
+        batch_size=1000,
+        mean=retested.mean,
+        std=retested.std,
+        shuffle=False,
+        device=device,
+    )
+    logits, _ = predict(retested.model, batches)
+    return logits
+
+
+def _figures(
+    record: TrialRecord,
+    report: RetestReport,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    logits: torch.Tensor,
+    class_names: list[str],
+    grid_images: int,
+) -> dict[str, Any]:
+    figures = {
+        "confusion_matrix": plots.confusion_matrices(report.confusion, class_names),
+        "test_predictions": plots.prediction_grid(
+            images[:grid_images],
+            labels[:grid_images],
+            logits[:grid_images].softmax(dim=1),
+            class_names,
+            title="Test predictions (mistakes in red)",
+        ),
+    }
+    if record.history:
+        figures["learning_curves"] = plots.learning_curves(
+            record.history, int(record.meta.get("best_epoch", 0)) or None
+        )
+    return figures
+
+
+def _register(
+    cfg: DictConfig,
+    settings: TrackingSettings,
+    run_id: str,
+    record: TrialRecord,
+    retested: Retested,
+    report: RetestReport,
+    images: torch.Tensor,
+) -> Registration:
+    wrapped = RawPixelClassifier(retested.model.cpu().float(), mean=retested.mean, std=retested.std)
+    registration = register(
+        wrapped,
+        tracking_uri=settings.uri,
+        run_id=run_id,
+        name=cfg.model_name,
+        test_acc=report.accuracy,
+        example=images[:4].float(),
+        tags={"study": record.study_name, "trial": record.trial.number, "source": retested.source},
+    )
+    log.info("%s", registration.describe())
+    return registration
+
+
+def _tags(record: TrialRecord, retested: Retested) -> dict[str, str]:
+    return {
+        STUDY_TAG: record.study_name,
+        "best_eval_of_trial": str(record.trial.number),
+        "trial_run_id": record.run_id,
+        "study_parent_run_id": record.parent_run_id or "",
+        "source": retested.source,
+        "mlflow.note.content": (
+            f"Test-set retest of trial {record.trial.number} of study {record.study_name} "
+            f"(trial run {record.run_id}, study run {record.parent_run_id}); "
+            f"weights from: {retested.source}."
+        ),
+    }
+
+
+def _metrics(report: RetestReport, record: TrialRecord) -> dict[str, float]:
+    metrics = {
+        "test/acc": report.accuracy,
+        "test/acc_ci95_low": report.accuracy_ci95[0],
+        "test/acc_ci95_high": report.accuracy_ci95[1],
+        "test/loss": report.loss,
+    }
+    for scores in report.per_class:
+        metrics[f"test/f1/{scores.name.replace('/', '_')}"] = scores.f1
+    if record.val_acc is not None:
+        metrics["val/acc"] = record.val_acc
+    return metrics
+
+
+def _summary_dict(
+    cfg: DictConfig, record: TrialRecord, retested: Retested, report: RetestReport
+) -> dict[str, Any]:
+    return {
+        "study": record.study_name,
+        "storage": cfg.storage,
+        "trial": record.trial.number,
+        "trial_values": record.trial.values,
+        "params": record.trial.params,
+        "trial_run_id": record.run_id,
+        "study_parent_run_id": record.parent_run_id,
+        "weights": retested.source,
+        "val_acc": record.val_acc,
+        "test": report.to_dict(),
+        "baseline_test_acc": cfg.baseline_test_acc,
+        "test_acc_minus_baseline": report.accuracy - cfg.baseline_test_acc,
+        "test_acc_minus_val_acc": None
+        if record.val_acc is None
+        else report.accuracy - record.val_acc,
+    }
+
+
+def _write_reports(
+    out_dir: Path, summary: dict[str, Any], report: RetestReport, figures: dict[str, Any]
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=2))
+    (out_dir / "report.md").write_text(_markdown(summary, report))
+    for name, figure in figures.items():
+        figure.savefig(out_dir / f"{name}.png", dpi=110)
+        plt.close(figure)
+    log.info("Wrote the report and figures to %s", out_dir)
+
+
+def _markdown(summary: dict[str, Any], report: RetestReport) -> str:
+    low, high = report.accuracy_ci95
+    lines = [
+        f"# Best-trial retest: study `{summary['study']}`, trial {summary['trial']}",
+        "",
+        f"- Params: `{json.dumps(summary['params'])}`",
+        f"- Weights: {summary['weights']} (trial run `{summary['trial_run_id']}`)",
+        f"- **Test accuracy: {report.accuracy:.4f}** (95% CI {low:.4f}-{high:.4f}, "
+        f"{report.num_samples} images), test loss {report.loss:.4f}",
+        f"- Validation accuracy of the trial: {_pct(summary['val_acc'])}",
+        f"- Original project's test accuracy: {_pct(summary['baseline_test_acc'])} "
+        f"(difference {summary['test_acc_minus_baseline'] * 100:+.2f} points)",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | --- | --- | --- | --- |",
+        *(
+            f"| {c.name} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |"
+            for c in report.per_class
+        ),
+        "",
+        "Most confused (true -> predicted): " + _pairs(report),
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "![test predictions](test_predictions.png)",
+        "![learning curves](learning_curves.png)",
+        "",
+    ]
+    if "registry" in summary:
+        lines.insert(6, f"- Registry: {summary['registry']['note']}")
+    return "\n".join(lines)
+
+
+def _pairs(report: RetestReport) -> str:
+    pairs = [f"{p['true']} -> {p['predicted']} ({p['count']})" for p in report.most_confused]
+    return ", ".join(pairs) or "none"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _summary_table(summary: dict[str, Any], out_dir: Path) -> Table:
+    test = summary["test"]
+    low, high = test["accuracy_ci95"]
+    table = Table(
+        title="Best-trial retest on the test set", show_header=False, title_justify="left"
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "study / trial", f"{summary['study']} / {summary['trial']} ({summary['weights']})"
+    )
+    table.add_row("params", json.dumps(summary["params"]))
+    table.add_row("validation acc", _pct(summary["val_acc"]))
+    table.add_row("test acc", f"{test['accuracy']:.4f} (95% CI {low:.4f}-{high:.4f})")
+    table.add_row("vs. 90.17% baseline", f"{summary['test_acc_minus_baseline'] * 100:+.2f} points")
+    if "registry" in summary:
+        table.add_row("registry", summary["registry"]["note"])
+    table.add_row("report", str(out_dir / "report.md"))
+    return table
+
+
+@hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="best_eval")
+def main(cfg: DictConfig) -> None:
+    try:
+        best_eval(cfg)
+    except USER_ERRORS as exc:
+        log.error("%s", exc)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

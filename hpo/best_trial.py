@@ -1,0 +1,135 @@
+"""Find a study's best trial and everything its MLflow run recorded; read-only throughout."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo import recording
+from hpo.sqlite_urls import sqlite_file
+from hpo.storage import open_storage
+from hpo.tracking import TrackingSettings, find_trial_run
+
+SWEEP_HINT = "run `make sweep` first (or pass study=... storage=... of an existing study)"
+
+
+class BestEvalError(RuntimeError):
+    """The best trial or its recorded artifacts cannot be found or used."""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """The chosen trial with what its child run recorded."""
+
+    study_name: str
+    trial: FrozenTrial
+    run_id: str
+    parent_run_id: str | None
+    config: DictConfig
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    history: list[dict[str, float]]
+
+    @property
+    def val_acc(self) -> float | None:
+        values = [h["val/acc"] for h in self.history if "val/acc" in h]
+        best_epoch = int(self.meta.get("best_epoch", 0))
+        if 0 < best_epoch <= len(values):
+            return values[best_epoch - 1]
+        return max(values) if values else None
+
+
+def load_study(study_name: str, storage: str) -> optuna.Study:
+    """Open an existing study without creating anything (no new database, no new study)."""
+    database = sqlite_file(storage)
+    if database is not None and not database.exists():
+        raise BestEvalError(f"no Optuna storage at {database}; {SWEEP_HINT}")
+    try:
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError as exc:
+        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        raise BestEvalError(
+            f"no study {study_name!r} in {storage} (studies there: {names or 'none'}); {SWEEP_HINT}"
+        ) from exc
+
+
+def choose_trial(study: optuna.Study, objective_index: int = 0) -> FrozenTrial:
+    """The best completed trial; with several objectives, the Pareto-front trial that is best
+    on objective `objective_index`."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        raise BestEvalError(f"study {study.study_name!r} has no completed trial yet; {SWEEP_HINT}")
+    if len(study.directions) == 1:
+        return study.best_trial
+    if not 0 <= objective_index < len(study.directions):
+        raise BestEvalError(
+            f"objective_index={objective_index} but the study has {len(study.directions)} "
+            "objectives; use 0.." + str(len(study.directions) - 1)
+        )
+    maximize = study.directions[objective_index] == optuna.study.StudyDirection.MAXIMIZE
+    front = sorted(study.best_trials, key=lambda t: (t.values[objective_index], -t.number))
+    return front[-1] if maximize else front[0]
+
+
+def load_record(settings: TrackingSettings, study_name: str, trial: FrozenTrial) -> TrialRecord:
+    """Download the trial run's config, best-epoch weights and metrics."""
+    run = find_trial_run(settings, study_name, trial.number)
+    if run is None:
+        raise BestEvalError(
+            f"trial {trial.number} of study {study_name!r} has no MLflow run in "
+            f"{settings.uri} (experiment {settings.experiment!r}); was the sweep run with "
+            "tracking.enabled=false or another tracking.uri?"
+        )
+    client = run.client
+    info = client.get_run(run.run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = OmegaConf.load(_fetch(client, run.run_id, recording.CONFIG_ARTIFACT, tmp))
+        meta = json.loads(
+            _fetch(client, run.run_id, recording.CHECKPOINT_META_ARTIFACT, tmp).read_text()
+        )
+        checkpoint = _fetch(client, run.run_id, recording.CHECKPOINT_ARTIFACT, tmp)
+        try:
+            state = recording.load_state_dict(checkpoint)
+        except Exception as exc:
+            raise BestEvalError(
+                f"run {run.run_id}: {recording.CHECKPOINT_ARTIFACT} cannot be loaded ({exc})"
+            ) from exc
+    assert isinstance(config, DictConfig)
+    return TrialRecord(
+        study_name=study_name,
+        trial=trial,
+        run_id=run.run_id,
+        parent_run_id=info.data.tags.get("mlflow.parentRunId"),
+        config=config,
+        state_dict=state,
+        meta=meta,
+        history=_history(client, run.run_id),
+    )
+
+
+def _fetch(client: MlflowClient, run_id: str, artifact: str, folder: str) -> Path:
+    try:
+        return Path(client.download_artifacts(run_id, artifact, folder))
+    except (MlflowException, OSError) as exc:
+        raise BestEvalError(
+            f"run {run_id} has no artifact {artifact}: {exc}. It was recorded with "
+            "tracking.log_checkpoint=false or its artifacts were deleted; retest with "
+            "retrain=true, or pick another study"
+        ) from exc
+
+
+def _history(client: MlflowClient, run_id: str) -> list[dict[str, float]]:
+    epochs: dict[int, dict[str, float]] = {}
+    for name in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        for metric in client.get_metric_history(run_id, name):
+            epochs.setdefault(metric.step, {})[name] = metric.value
+    return [epochs[step] for step in sorted(epochs)]
