@@ -93,10 +93,10 @@ def load_record(settings: TrackingSettings, study_name: str, trial: FrozenTrial)
     info = client.get_run(run.run_id)
     with tempfile.TemporaryDirectory() as tmp:
         config = OmegaConf.load(_fetch(client, run.run_id, recording.CONFIG_ARTIFACT, tmp))
+        checkpoint = _fetch(client, run.run_id, recording.CHECKPOINT_ARTIFACT, tmp)
         meta = json.loads(
             _fetch(client, run.run_id, recording.CHECKPOINT_META_ARTIFACT, tmp).read_text()
         )
-        checkpoint = _fetch(client, run.run_id, recording.CHECKPOINT_ARTIFACT, tmp)
         try:
             state = recording.load_state_dict(checkpoint)
         except Exception as exc:

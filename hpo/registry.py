@@ -87,14 +87,15 @@ def _crown_if_better(
     client: MlflowClient, name: str, version: str, test_acc: float
 ) -> Registration:
     current = champion_version(client, name)
-    if current is None or current.version == version:
+    if current is None or str(current.version) == version:
         client.set_registered_model_alias(name, CHAMPION, version)
         return Registration(name, version, True, None, None)
     previous_acc = _recorded_acc(current)
+    previous = str(current.version)
     if previous_acc is not None and test_acc <= previous_acc:
-        return Registration(name, version, False, current.version, previous_acc)
+        return Registration(name, version, False, previous, previous_acc)
     client.set_registered_model_alias(name, CHAMPION, version)
-    return Registration(name, version, True, current.version, previous_acc)
+    return Registration(name, version, True, previous, previous_acc)
 
 
 def _recorded_acc(version: Any) -> float | None:

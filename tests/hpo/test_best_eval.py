@@ -1,0 +1,318 @@
+"""best-eval and predict on a tiny synthetic study recorded in tmp_path stores."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from conftest import run_hydra_main, run_train_cli
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+from optuna.distributions import FloatDistribution
+from optuna.trial import create_trial
+from PIL import Image
+
+from hpo import best_eval, predict
+from hpo.best_trial import BestEvalError, choose_trial, load_record, load_study
+from hpo.registry import CHAMPION, champion_version, register
+from hpo.tracking import TrackingSettings, open_run
+from hpo.trainer import evaluate
+from models import RawPixelClassifier
+
+STUDY = "tiny"
+
+
+@dataclass(frozen=True)
+class Stores:
+    root: Path
+    storage: str
+    mlflow: str
+
+    @property
+    def settings(self) -> TrackingSettings:
+        return TrackingSettings(uri=self.mlflow)
+
+    def best_eval_args(self, *extra: str) -> list[str]:
+        return [
+            f"study={STUDY}",
+            f"storage={self.storage}",
+            f"tracking.uri={self.mlflow}",
+            f"reports_dir={self.root}/reports",
+            f"hydra.run.dir={self.root}/outputs",
+            *extra,
+        ]
+
+
+def _sweep(root: Path, monkeypatch: pytest.MonkeyPatch, *extra: str, study: str = STUDY) -> Stores:
+    stores = Stores(root, f"sqlite:///{root}/optuna.db", f"sqlite:///{root}/mlflow.db")
+    code = run_train_cli(
+        monkeypatch,
+        "-m",
+        "hydra/sweeper=optuna",
+        "data=synthetic",
+        "trainer.epochs=2",
+        "model.width=8",
+        "model.depth=2",
+        "trainer.batch_size=64",
+        "optimizer.weight_decay=0",
+        "trainer.progress=false",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.storage={stores.storage}",
+        f"tracking.uri={stores.mlflow}",
+        f"hydra.sweep.dir={root}/multirun",
+        "hydra.sweeper.direction=maximize",
+        *extra,
+    )
+    assert code == 0
+    return stores
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> Stores:
+    """One tiny two-trial study shared by the read-only tests of this module."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return _sweep(tmp_path_factory.mktemp("study"), monkeypatch)
+
+
+def _snapshot(stores: Stores) -> list[tuple]:
+    study = load_study(STUDY, stores.storage)
+    return [
+        (t.number, t.state, t.values, t.params, t.user_attrs, t.system_attrs) for t in study.trials
+    ]
+
+
+def test_best_eval_reports_registers_and_leaves_the_study_alone(stores, monkeypatch) -> None:
+    before = _snapshot(stores)
+    assert run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args()) == 0
+    assert _snapshot(stores) == before  # never writes into the study
+
+    study = load_study(STUDY, stores.storage)
+    report = json.loads((stores.root / f"reports/{STUDY}/report.json").read_text())
+    assert report["trial"] == study.best_trial.number
+    assert report["params"] == study.best_trial.params
+    assert report["val_acc"] == pytest.approx(study.best_value)
+    test = report["test"]
+    confusion = torch.tensor(test["confusion"])
+    assert test["num_samples"] == int(confusion.sum()) == 256
+    assert test["accuracy"] == pytest.approx(float(confusion.diag().sum()) / 256)
+    assert test["accuracy_ci95"][0] <= test["accuracy"] <= test["accuracy_ci95"][1]
+    assert [c["support"] for c in test["per_class"]] == confusion.sum(dim=1).tolist()
+    assert report["test_acc_minus_baseline"] == pytest.approx(test["accuracy"] - 0.9017)
+    assert report["registry"]["champion"] is True
+    for name in ("confusion_matrix", "test_predictions", "learning_curves"):
+        assert (stores.root / f"reports/{STUDY}/{name}.png").read_bytes()[:4] == b"\x89PNG"
+    markdown = (stores.root / f"reports/{STUDY}/report.md").read_text()
+    assert f"**Test accuracy: {test['accuracy']:.4f}**" in markdown
+
+    client = MlflowClient(tracking_uri=stores.mlflow)
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.info.run_name == "best-eval"
+    assert run.data.metrics["test/acc"] == pytest.approx(test["accuracy"])
+    assert run.data.tags["trial_run_id"] == report["trial_run_id"]
+    assert run.data.tags["study_parent_run_id"] == report["study_parent_run_id"]
+    assert report["trial_run_id"] in run.data.tags["mlflow.note.content"]
+    version = champion_version(client, "fashion-mnist-cnn")
+    assert version is not None and version.run_id == run.info.run_id
+    assert float(version.tags["test_acc"]) == pytest.approx(test["accuracy"])
+
+    # A second retest: identical numbers, a second run, the first one untouched.
+    assert run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args()) == 0
+    again = json.loads((stores.root / f"reports/{STUDY}/report.json").read_text())
+    assert again["test"] == report["test"]
+    assert again["mlflow_run_id"] != report["mlflow_run_id"]
+    assert client.get_run(report["mlflow_run_id"]).data.metrics == run.data.metrics
+    # Equal accuracy is no improvement: the champion stays.
+    assert again["registry"]["champion"] is False
+    assert champion_version(client, "fashion-mnist-cnn").version == version.version
+    assert _snapshot(stores) == before
+
+
+def test_reloaded_checkpoint_predicts_exactly_like_the_trial(stores) -> None:
+    study = load_study(STUDY, stores.storage)
+    record = load_record(stores.settings, STUDY, study.best_trial)
+    model = instantiate(record.config.model)
+    model.load_state_dict(record.state_dict)
+    splits = instantiate(record.config.data).setup()
+    assert splits.mean == pytest.approx(record.meta["mean"])
+    batches = splits.val_loader(batch_size=256, device="cpu")
+    _, acc = evaluate(model, batches)
+    assert acc == study.best_value  # the very accuracy the trial reported
+    # The raw-pixel wrapper gives the same logits from 0-255 pixels.
+    x, _ = next(iter(batches))
+    wrapped = RawPixelClassifier(model, mean=record.meta["mean"], std=record.meta["std"]).eval()
+    raw = splits.val_images[: x.shape[0]].float()
+    torch.testing.assert_close(wrapped(raw), model.eval()(x), rtol=1e-4, atol=1e-4)
+
+
+def test_retrain_trains_on_all_training_images(stores, monkeypatch, tmp_path) -> None:
+    args = stores.best_eval_args(
+        "retrain=true", "epochs=1", "register=false", f"reports_dir={tmp_path}"
+    )
+    assert run_hydra_main(monkeypatch, best_eval.main, *args) == 0
+    report = json.loads((tmp_path / f"{STUDY}/report.json").read_text())
+    assert report["weights"] == "retrain"
+    assert "registry" not in report
+    assert report["test"]["accuracy"] > 0.3  # learnable synthetic signal; chance is 0.1
+
+
+def test_predict_with_the_champion(stores, monkeypatch, tmp_path, capsys) -> None:
+    assert run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args()) == 0
+    # A light article on a dark background, and a dark one on white (gets inverted).
+    Image.new("L", (60, 80), 0).save(tmp_path / "dark.png")
+    photo = Image.new("RGB", (200, 120), "white")
+    photo.paste((30, 30, 30), (60, 10, 140, 110))
+    photo.save(tmp_path / "photo.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    capsys.readouterr()  # drop best-eval's own output
+    code = predict.main(
+        [str(tmp_path / n) for n in ("dark.png", "notes.png", "photo.png")]
+        + ["--tracking-uri", stores.mlflow]
+    )
+    out, err = capsys.readouterr()
+    assert code == 1  # one file failed, the others were still classified
+    lines = out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        str(tmp_path / "dark.png"),
+        str(tmp_path / "photo.png"),
+    ]
+    for line in lines:
+        assert line.count("%") == 3  # class + top-3 probabilities
+    assert "notes.png: not a readable image" in err
+
+
+def test_image_conversion_matches_fashion_mnist_conventions() -> None:
+    photo = Image.new("RGB", (200, 100), "white")
+    photo.paste((0, 0, 0), (80, 20, 120, 80))  # a dark 40x60 article on white
+    pixels = predict.to_fashion_mnist(photo)
+    assert pixels.shape == (1, 28, 28) and pixels.dtype == torch.float32
+    assert pixels[0, 0, 0] == 0  # background became dark
+    assert pixels.max() > 200  # the article became light
+    # The article's longest side (60 px tall) fills the frame height.
+    rows = (pixels[0] > 100).any(dim=1).nonzero()
+    assert rows.max() - rows.min() + 1 >= 26
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_top_k_is_sorted_probabilities(k: int) -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    ranked = predict.top_k(model, torch.rand(1, 28, 28) * 255, k=k)
+    assert len(ranked) == k
+    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
+
+
+def test_champion_moves_only_on_improvement(tmp_path) -> None:
+    settings = TrackingSettings(uri=f"sqlite:///{tmp_path}/mlflow.db")
+    model = RawPixelClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), mean=0.3, std=0.3
+    )
+    example = torch.rand(2, 1, 28, 28) * 255
+    outcomes = []
+    for acc in (0.80, 0.75, 0.80, 0.85):
+        with open_run(settings, run_name="best-eval") as run:
+            outcomes.append(
+                register(
+                    model,
+                    tracking_uri=settings.uri,
+                    run_id=run.run_id,
+                    name="m",
+                    test_acc=acc,
+                    example=example,
+                    tags={},
+                )
+            )
+    assert [o.champion for o in outcomes] == [True, False, False, True]
+    assert [o.version for o in outcomes] == ["1", "2", "3", "4"]
+    assert outcomes[1].previous_version == "1" and outcomes[1].previous_test_acc == 0.80
+    assert "did not beat the champion v1" in outcomes[1].describe()
+    client = MlflowClient(tracking_uri=settings.uri)
+    assert str(client.get_model_version_by_alias("m", CHAMPION).version) == "4"
+
+
+def _study_with(directions: list[str], values: list[list[float]]) -> optuna.Study:
+    study = optuna.create_study(directions=directions)
+    for v in values:
+        study.add_trial(
+            create_trial(values=v, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)})
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("directions", "values", "index", "expected"),
+    [
+        (["maximize"], [[0.8], [0.9], [0.85]], 0, 1),
+        (["minimize"], [[0.8], [0.9], [0.7]], 0, 2),
+        # Pareto front of (acc max, params min): trials 0, 1 and 3; 2 is dominated by 1.
+        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 0, 3),
+        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 1, 1),
+    ],
+)
+def test_choose_trial(directions, values, index, expected) -> None:
+    assert choose_trial(_study_with(directions, values), index).number == expected
+
+
+def test_choose_trial_errors() -> None:
+    with pytest.raises(BestEvalError, match="objective_index=2"):
+        choose_trial(_study_with(["maximize", "minimize"], [[0.9, 1.0]]), 2)
+    empty = optuna.create_study(study_name="empty")
+    with pytest.raises(
+        BestEvalError, match=r"'empty' has no completed trial yet; run `make sweep`"
+    ):
+        choose_trial(empty)
+
+
+def test_missing_storage_or_study_say_what_to_run(tmp_path, stores) -> None:
+    with pytest.raises(BestEvalError, match=r"no Optuna storage at .*run `make sweep` first"):
+        load_study("x", f"sqlite:///{tmp_path}/none.db")
+    assert not (tmp_path / "none.db").exists()  # looking did not create a database
+    with pytest.raises(BestEvalError, match=rf"no study 'nope' in .*studies there: \['{STUDY}'\]"):
+        load_study("nope", stores.storage)
+
+
+def test_cli_errors_exit_1_with_the_message(stores, monkeypatch, capfd) -> None:
+    code = run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args("study=nope"))
+    assert code == 1
+    out, err = capfd.readouterr()
+    assert "no study 'nope'" in out + err and "Traceback" not in err
+
+
+def test_trial_without_mlflow_run_is_named(stores, tmp_path) -> None:
+    study = load_study(STUDY, stores.storage)
+    other = TrackingSettings(uri=f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(
+        BestEvalError,
+        match=rf"trial {study.best_trial.number} of study '{STUDY}' "
+        "has no MLflow run",
+    ):
+        load_record(other, STUDY, study.best_trial)
+
+
+def test_missing_checkpoint_names_run_and_file(tmp_path, monkeypatch) -> None:
+    stores = _sweep(tmp_path, monkeypatch, "tracking.log_checkpoint=false")
+    study = load_study(STUDY, stores.storage)
+    with pytest.raises(BestEvalError, match=r"run \w+ has no artifact checkpoints/best_state_dict"):
+        load_record(stores.settings, STUDY, study.best_trial)
+
+
+def test_mismatching_checkpoint_names_run_and_file(stores, monkeypatch) -> None:
+    study = load_study(STUDY, stores.storage)
+    record = load_record(stores.settings, STUDY, study.best_trial)
+    record.config.model.width = 16  # the weights are for width 8
+    with pytest.raises(
+        BestEvalError,
+        match=rf"run {record.run_id}: checkpoints/best_state_dict.pt "
+        "does not fit",
+    ):
+        best_eval._rebuild(record, torch.device("cpu"))
+
+
+def test_predict_without_champion_says_run_best_eval(tmp_path, capsys) -> None:
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert predict.main([str(tmp_path / "a.png"), "--tracking-uri", uri]) == 1
+    assert "run `make best-eval` first" in capsys.readouterr().err
