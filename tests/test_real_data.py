@@ -51,3 +51,52 @@ def test_sweep_on_real_data_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert study.best_value > 0.75  # 5k images, 2 epochs: far above chance (0.10)
     results = yaml.safe_load((tmp_path / "multirun/optimization_results.yaml").read_text())
     assert results["best_value"] == pytest.approx(study.best_value)
+
+
+def test_whole_chain_sweep_best_eval_predict(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A 2-trial sweep on the real data, its best-eval on the test set, predict on a PNG."""
+    from conftest import run_hydra_main
+    from PIL import Image
+
+    from hpo import best_eval, predict
+
+    storage, mlflow_uri = f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db"
+    code = run_train_cli(
+        monkeypatch,
+        "-m",
+        "hydra/sweeper=optuna",
+        "data.train_subset=5000",
+        "trainer.epochs=1",
+        "model.width=16",
+        "trainer.progress=false",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=chain",
+        f"tracking.uri={mlflow_uri}",
+        f"hydra.sweep.dir={tmp_path}/multirun",
+    )
+    assert code == 0
+    code = run_hydra_main(
+        monkeypatch,
+        best_eval.main,
+        "study=chain",
+        f"storage={storage}",
+        f"tracking.uri={mlflow_uri}",
+        f"reports_dir={tmp_path}/reports",
+        f"hydra.run.dir={tmp_path}/outputs",
+    )
+    assert code == 0
+    report = yaml.safe_load((tmp_path / "reports/chain/report.json").read_text())
+    assert report["test"]["num_samples"] == 10_000  # the official test set, all of it
+    assert report["test"]["accuracy"] > 0.75
+    assert abs(report["test"]["accuracy"] - report["val_acc"]) < 0.03
+
+    # The real test set's first image is an ankle boot; as a PNG it must come back as one.
+    from data.fashion_mnist import load_test_arrays
+
+    images, labels = load_test_arrays(root=None, cache_dir=tmp_path / "cache", download=False)
+    Image.fromarray(images[0].numpy()).resize((112, 112)).save(tmp_path / "boot.png")
+    capsys.readouterr()
+    assert predict.main([str(tmp_path / "boot.png"), "--tracking-uri", mlflow_uri]) == 0
+    assert labels[0] == 9
+    assert capsys.readouterr().out.split(": ")[1].startswith("Ankle boot")
