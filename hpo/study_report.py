@@ -207,5 +207,9 @@ def _summary(
         table.add_row("best value", f"{results['best_value']:.5g} (trial {results['best_trial']})")
         table.add_row("best params", json.dumps(results["best_params"]))
     if parent is not None:
-        table.add_row("MLflow", f"parent run {parent.run_id}; open it with `make ui`")
+        table.add_row("MLflow", f"parent run {parent.run_id}; browse it with `make ui`")
+        table.add_row(
+            "next",
+            f"`make best-eval STUDY={study.study_name}` retests the best trial on the test set",
+        )
     return table

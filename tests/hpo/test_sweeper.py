@@ -284,3 +284,41 @@ def test_joblib_launcher_runs_trials_in_parallel_processes(sweep, tmp_path) -> N
         assert sorted(trial.intermediate_values) == [1, 2]  # reported from the workers
     _, runs = sweep.runs()
     assert len([r for r in runs if "trial_number" in r.data.tags]) == 3
+
+
+GENERIC_APP = """
+import hydra
+
+
+@hydra.main(version_base="1.3", config_path=".", config_name="config")
+def main(cfg):
+    return (cfg.x - 2.0) ** 2 + (cfg.y - 1) ** 2
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_any_hydra_app_can_use_the_sweeper_with_the_upstream_config(tmp_path) -> None:
+    """A plain app with no `hpo` or `tracking` node, configured like the upstream plugin."""
+    (tmp_path / "app.py").write_text(GENERIC_APP)
+    (tmp_path / "config.yaml").write_text(
+        "defaults:\n  - override hydra/sweeper: optuna\n  - override hydra/sweeper/sampler: tpe\n"
+        "x: 0.0\ny: 0\nhydra:\n  sweeper:\n    direction: minimize\n    study_name: generic\n"
+        "    n_trials: 6\n    n_jobs: 1\n    sampler:\n      seed: 1\n"
+        "    params:\n      x: interval(-5.0, 5.0)\n      y: range(-2, 4)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "app.py", "-m", f"hydra.sweep.dir={tmp_path}/out"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = yaml.safe_load((tmp_path / "out/optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {"x", "y"}
+    assert -2 <= results["best_params"]["y"] <= 3  # range() excludes its stop, as in Hydra
+    assert results["best_value"] >= 0
+    assert not (tmp_path / "mlflow.db").exists()  # no tracking for apps that do not take part
