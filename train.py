@@ -12,20 +12,19 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from data import DatasetFileError
-from hpo import recording
+from hpo import builders, recording
 from hpo.config_checks import ConfigError, check_config
 from hpo.devices import configure_threads, resolve_device
 from hpo.seeding import seed_everything
-from hpo.tracking import TrackingSettings, TrackingUnavailableError, open_run
-from hpo.trainer import TrainingDivergedError, TrainSettings, fit
+from hpo.tracking import TrackedRun, TrackingSettings, TrackingUnavailableError, open_run
+from hpo.trainer import EpochCallback, TrainingDivergedError, fit
 from hpo.trial_link import TrialLink, TrialPruned, TrialReporter
 from models import count_parameters
 
@@ -39,6 +38,8 @@ USER_ERRORS = (
     TrackingUnavailableError,
     TrainingDivergedError,
 )
+# An absolute config path: the same whether train.py runs as a script or is imported (tests).
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def train(
@@ -54,62 +55,28 @@ def train(
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     configure_threads(cfg.trainer.num_threads, workers=link.workers if link else 1)
-    memory_format = torch.channels_last if cfg.trainer.channels_last else torch.contiguous_format
 
     log.info("Loading data <%s>", cfg.data._target_)
     splits = instantiate(cfg.data).setup()
-    train_batches = splits.train_loader(
-        batch_size=cfg.trainer.batch_size,
-        seed=cfg.seed,
-        device=device,
-        augment=instantiate(cfg.augmentation),
-        channels_last=cfg.trainer.channels_last,
-    )
-    val_batches = splits.val_loader(
-        batch_size=cfg.trainer.eval_batch_size,
-        device=device,
-        channels_last=cfg.trainer.channels_last,
-    )
+    train_batches, val_batches = builders.loaders(cfg, splits, device)
 
     log.info("Building model <%s> on %s", cfg.model._target_, device)
-    model = instantiate(cfg.model).to(device, memory_format=memory_format)
+    model = builders.model(cfg, device)
     num_parameters = count_parameters(model)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
-    scheduler = instantiate(cfg.scheduler)(
-        optimizer, total_steps=cfg.trainer.epochs * len(train_batches)
-    )
-    settings = TrainSettings(
-        epochs=cfg.trainer.epochs,
-        label_smoothing=cfg.trainer.label_smoothing,
-        patience=cfg.trainer.patience,
-        grad_clip=cfg.trainer.grad_clip,
-        progress=cfg.trainer.progress,
-    )
-    tracking = TrackingSettings(**OmegaConf.to_container(cfg.tracking, resolve=True))  # type: ignore[arg-type]
-
-    tags = {**recording.run_tags(device, overrides), "model": cfg.model._target_}
+    optimizer, scheduler, settings = builders.optimization(cfg, model, len(train_batches))
+    tracking = TrackingSettings.from_config(cfg.tracking)
     reporter = TrialReporter(link, pruner_cfg) if link else None
     monitor = objectives[0] if objectives[0] != "model/params" else "val/acc"
-
-    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
-        if run is not None:
-            recording.log_epoch(run, epoch, metrics)
-        if reporter is not None:
-            reporter.report(epoch, metrics[monitor])
+    tags = {**recording.run_tags(device, overrides), "model": cfg.model._target_}
 
     with open_run(
         tracking,
         run_name=link.run_name if link else None,
-        graceful=(TrialPruned,),
         parent_run_id=link.parent_run_id if link else None,
         tags={**tags, **(link.tags if link else {})},
+        graceful=(TrialPruned,),
     ) as run:
-        log.info(
-            "Training %s (%d parameters) for %d epochs",
-            type(model).__name__,
-            num_parameters,
-            settings.epochs,
-        )
+        log.info("Training %d parameters for %d epochs", num_parameters, settings.epochs)
         if run is not None:
             recording.log_run_start(run, cfg, num_parameters)
         result = fit(
@@ -120,42 +87,29 @@ def train(
             scheduler,
             settings,
             monitor=monitor,
-            on_epoch_end=on_epoch_end,
+            on_epoch_end=_epoch_callback(run, reporter, monitor),
         )
         model.load_state_dict(result.best_state)
         log.info("Best epoch %d: %s", result.best_epoch, result.best_metrics)
         if run is not None:
-            recording.log_run_end(
-                run,
-                result,
-                log_checkpoint=tracking.log_checkpoint,
-                meta={
-                    "best_epoch": result.best_epoch,
-                    "mean": splits.mean,
-                    "std": splits.std,
-                    "class_names": list(splits.class_names),
-                    "num_parameters": num_parameters,
-                },
-                figures=recording.run_figures(
-                    result,
-                    model,
-                    splits.val_images[: recording.GRID_IMAGES],
-                    splits.val_labels[: recording.GRID_IMAGES],
-                    next(iter(val_batches))[0][: recording.GRID_IMAGES],
-                    splits.class_names,
-                )
-                if tracking.log_figures
-                else [],
+            recording.log_training_end(
+                run, tracking, result, model, splits, val_batches, num_parameters
             )
-            log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
-
-    values = {**result.best_metrics, "model/params": float(num_parameters)}
-    chosen = [float(values[name]) for name in objectives]
-    return chosen[0] if len(chosen) == 1 else chosen
+    return builders.objective_values(objectives, result.best_metrics, num_parameters)
 
 
-# An absolute config path: the same whether train.py runs as a script or is imported (tests).
-CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
+def _epoch_callback(
+    run: TrackedRun | None, reporter: TrialReporter | None, monitor: str
+) -> EpochCallback:
+    """Log each epoch to MLflow and report it to the trial (which may prune it)."""
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> None:
+        if run is not None:
+            recording.log_epoch(run, epoch, metrics)
+        if reporter is not None:
+            reporter.report(epoch, metrics[monitor])
+
+    return on_epoch_end
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

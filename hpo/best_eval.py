@@ -14,19 +14,19 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import hydra
 import matplotlib.pyplot as plt
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from data import DatasetFileError, TensorBatchLoader, channel_stats
-from hpo import plots
+from hpo import builders, plots
 from hpo.best_trial import BestEvalError, TrialRecord, choose_trial, load_record, load_study
 from hpo.devices import configure_threads, resolve_device
 from hpo.evaluation import RetestReport, score_predictions
@@ -35,7 +35,7 @@ from hpo.registry import Registration, register
 from hpo.seeding import seed_everything
 from hpo.storage import StorageUnavailableError
 from hpo.tracking import STUDY_TAG, TrackingSettings, TrackingUnavailableError, open_run
-from hpo.trainer import TrainSettings, predict, train_one_epoch
+from hpo.trainer import predict, train_one_epoch
 from models import RawPixelClassifier
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,7 @@ class Retested:
 
 def best_eval(cfg: DictConfig) -> dict[str, Any]:
     """Run the retest described by `cfg` (conf/best_eval.yaml); return the report dict."""
-    settings = TrackingSettings(
-        **cast(dict[str, Any], OmegaConf.to_container(cfg.tracking, resolve=True))
-    )
+    settings = TrackingSettings.from_config(cfg.tracking)
     if not settings.enabled:
         raise BestEvalError("best-eval reads the trial from MLflow: run it with tracking enabled")
     log.info("Loading study %r from %s", cfg.study, cfg.storage)
@@ -137,16 +135,10 @@ def _retrain(record: TrialRecord, epochs: int | None, device: torch.device) -> R
         seed=cfg.seed,
         augment=instantiate(cfg.augmentation),
         device=device,
+        channels_last=cfg.trainer.channels_last,
     )
-    model = instantiate(cfg.model).to(device, memory_format=torch.channels_last)
-    optimizer = instantiate(cfg.optimizer)(model.parameters())
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=epochs * len(batches))
-    settings = TrainSettings(
-        epochs=epochs,
-        label_smoothing=cfg.trainer.label_smoothing,
-        grad_clip=cfg.trainer.grad_clip,
-        progress=cfg.trainer.progress,
-    )
+    model = builders.model(cfg, device)
+    optimizer, scheduler, settings = builders.optimization(cfg, model, len(batches), epochs)
     log.info("Retraining on all %d training images for %d epochs", len(labels), epochs)
     for epoch in range(1, epochs + 1):
         loss, acc, _ = train_one_epoch(model, batches, optimizer, scheduler, settings, epoch)

@@ -6,7 +6,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,9 +15,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from data import DataSplits
 from hpo import plots
 from hpo.paths import PROJECT_ROOT
-from hpo.tracking import TrackedRun, flatten
+from hpo.tracking import TrackedRun, TrackingSettings, flatten
 from hpo.trainer import FitResult
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,38 @@ def log_run_end(
     for figure, artifact in figures:
         run.log_figure(figure, artifact)
         plt.close(figure)
+
+
+def log_training_end(
+    run: TrackedRun,
+    tracking: TrackingSettings,
+    result: FitResult,
+    model: nn.Module,
+    splits: DataSplits,
+    val_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_parameters: int,
+) -> None:
+    """After `fit` (model holding the best weights): summary, checkpoint, figures."""
+    meta = {
+        "best_epoch": result.best_epoch,
+        "mean": splits.mean,
+        "std": splits.std,
+        "class_names": list(splits.class_names),
+        "num_parameters": num_parameters,
+    }
+    figures = []
+    if tracking.log_figures:
+        first_batch = next(iter(val_batches))[0][:GRID_IMAGES]
+        figures = run_figures(
+            result,
+            model,
+            splits.val_images[:GRID_IMAGES],
+            splits.val_labels[:GRID_IMAGES],
+            first_batch,
+            splits.class_names,
+        )
+    log_run_end(run, result, meta=meta, log_checkpoint=tracking.log_checkpoint, figures=figures)
+    log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
 
 
 def run_figures(

@@ -39,7 +39,7 @@ def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
     """The app's MLflow settings when it takes part in sweeps (has `hpo` and `tracking`)."""
     if config is None or "hpo" not in config or "tracking" not in config:
         return None
-    settings = TrackingSettings(**OmegaConf.to_container(config.tracking, resolve=True))  # type: ignore[arg-type]
+    settings = TrackingSettings.from_config(config.tracking)
     return settings if settings.enabled else None
 
 

@@ -25,6 +25,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from omegaconf import OmegaConf
 
 from hpo.sqlite_urls import sqlite_file
 
@@ -49,6 +50,11 @@ class TrackingSettings:
     run_name: str | None = None
     log_checkpoint: bool = True
     log_figures: bool = True
+
+    @classmethod
+    def from_config(cls, node: Any) -> TrackingSettings:
+        """From the `tracking` node of a composed config (interpolations resolved)."""
+        return cls(**OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
 
 
 class TrackedRun:
