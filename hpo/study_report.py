@@ -7,7 +7,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,9 +92,10 @@ def finish(
     progress: SweepProgress,
     parent: TrackedRun | None,
     sweep_dir: Path,
-    directions: Sequence[str],
+    status: str = "FINISHED",
 ) -> None:
-    """Write the results file, fill the parent run, print the summary."""
+    """Write the results file, fill the parent run (ending it with MLflow `status`), print
+    the summary."""
     results = optimization_results(study)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     results_path = sweep_dir / RESULTS_FILE
@@ -102,6 +103,7 @@ def finish(
     log.info("Wrote %s", results_path)
     if parent is not None:
         _fill_parent(parent, study, results, results_path)
+        tracking.end_run(parent, status)
     Console().print(_summary(study, progress, results, parent))
 
 
@@ -125,7 +127,6 @@ def _fill_parent(
     for name, figure in study_figures(study):
         parent.log_figure(figure, f"plots/{name}.png")
         plt.close(figure)
-    tracking.end_run(parent)
 
 
 def study_figures(study: optuna.Study) -> list[tuple[str, Any]]:

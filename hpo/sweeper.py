@@ -126,6 +126,9 @@ class OptunaSweeperImpl(Sweeper):
         except (SearchSpaceError, StorageUnavailableError, SweepFailedError) as exc:
             log.error("%s", exc)
             raise SystemExit(1) from exc
+        except KeyboardInterrupt:
+            log.warning("Interrupted: rerun the same command to continue the study")
+            raise SystemExit(130) from None
 
     def _sweep(self, arguments: list[str]) -> optuna.Study:
         assert self.config is not None and self.launcher is not None
@@ -151,12 +154,18 @@ class OptunaSweeperImpl(Sweeper):
             slots,
         )
         progress = SweepProgress()
+        status = "FINISHED"
         try:
             self._run(study, space, progress, slots, parent.run_id if parent else None)
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException:
+            status = "FAILED"
+            raise
         finally:
-            study_report.finish(
-                study, progress, parent, Path(self.config.hydra.sweep.dir), self.directions
-            )
+            sweep_dir = Path(self.config.hydra.sweep.dir)
+            study_report.finish(study, progress, parent, sweep_dir, status)
         self._check_failures(progress)
         return study
 
