@@ -101,6 +101,9 @@ def sweep_command(
         f"hydra.sweeper.study_name={study_name}",
         f"hydra.sweeper.storage={storage_url(folder)}",
         f"hydra.sweeper.sampler.seed={args.sampler_seed}",
+        # The default search stops after a timeout; a time cap would let the faster sweep run
+        # more trials, so both run exactly n_trials (--extra can set one again).
+        "hydra.sweeper.timeout=null",
         f"hydra.sweep.dir={folder / 'multirun'}",
         f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
         "trainer.progress=false",
