@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import run_train_cli
+from hydra_cli import run_train_cli
 from optuna.trial import TrialState
 
 import train
@@ -55,7 +55,7 @@ def test_sweep_on_real_data_subset(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 def test_whole_chain_sweep_best_eval_predict(tmp_path: Path, monkeypatch, capsys) -> None:
     """A 2-trial sweep on the real data, its best-eval on the test set, predict on a PNG."""
-    from conftest import run_hydra_main
+    from hydra_cli import run_hydra_main
     from PIL import Image
 
     from hpo import best_eval, predict

@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from conftest import run_hydra_main, run_train_cli
 from hydra.utils import instantiate
+from hydra_cli import run_hydra_main, run_train_cli
 from mlflow import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import run_train_cli
+from hydra_cli import run_train_cli
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
