@@ -31,6 +31,9 @@ from hpo.sqlite_urls import sqlite_file
 
 log = logging.getLogger(__name__)
 
+# MLflow draws a progress bar for every artifact download; in logs they are noise.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
 # MLflow accepts at most this many params / metrics per log_batch call.
 _BATCH_LIMIT = 100
 
