@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from cli_types import positive_int
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
@@ -62,12 +63,12 @@ class SweepResult:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n-trials", type=_positive_int, default=20)
+    parser.add_argument("--n-trials", type=positive_int, default=20)
     parser.add_argument(
-        "--epochs", type=_positive_int, default=None, help="trainer.epochs (default: conf/)"
+        "--epochs", type=positive_int, default=None, help="trainer.epochs (default: conf/)"
     )
     parser.add_argument(
-        "--train-subset", type=_positive_int, default=None, help="data.train_subset (default: all)"
+        "--train-subset", type=positive_int, default=None, help="data.train_subset (default: all)"
     )
     parser.add_argument("--sampler-seed", type=int, default=7, help="the same for both sweeps")
     parser.add_argument(
@@ -81,13 +82,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser.parse_args(argv)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text}")
-    return value
 
 
 def sweep_command(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from cli_types import non_negative_int, positive_int
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -75,39 +76,25 @@ class Measurement:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=_positive_int, default=200, help="timed batches")
+    parser.add_argument("--batches", type=positive_int, default=200, help="timed batches")
     parser.add_argument(
         "--epoch", action="store_true", help="time one full epoch instead of --batches"
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument(
-        "--repeats", type=_positive_int, default=3, help="interleaved rounds over all pipelines"
+        "--repeats", type=positive_int, default=3, help="interleaved rounds over all pipelines"
     )
     parser.add_argument("--augmentation", choices=AUGMENTATIONS, default="none")
     parser.add_argument("--seed", type=int, default=42, help="model init, shuffling, augmentation")
     parser.add_argument(
         "--workers",
-        type=_non_negative_int,
+        type=non_negative_int,
         nargs="+",
         default=[0, 1],
         help="DataLoader num_workers variants of the conventional pipeline (default: 0 1)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     return parser.parse_args(argv)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text}")
-    return value
 
 
 def compose_config(augmentation: str) -> DictConfig:
