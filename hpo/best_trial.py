@@ -54,10 +54,11 @@ def load_study(study_name: str, storage: str) -> optuna.Study:
     database = sqlite_file(storage)
     if database is not None and not database.exists():
         raise BestEvalError(f"no Optuna storage at {database}; {SWEEP_HINT}")
+    opened = open_storage(storage)
     try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        return optuna.load_study(study_name=study_name, storage=opened)
     except KeyError as exc:
-        names = [s.study_name for s in optuna.get_all_study_summaries(open_storage(storage))]
+        names = [s.study_name for s in optuna.get_all_study_summaries(opened)]
         raise BestEvalError(
             f"no study {study_name!r} in {storage} (studies there: {names or 'none'}); {SWEEP_HINT}"
         ) from exc
