@@ -41,11 +41,11 @@ sweep: data ## Run the default search (conf/hydra/sweeper/optuna.yaml); rerun to
 	$(PY) train.py -m hydra/sweeper=optuna $(ARGS)
 
 best-eval: data ## Retest the best trial on the test set, register it (STUDY=, STORAGE=, ARGS="retrain=true")
-	$(PY) -m hpo.best_eval $(if $(STUDY),study=$(STUDY)) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
+	$(PY) -m hpo.retest.best_eval $(if $(STUDY),study=$(STUDY)) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
 
 predict: install ## Classify images with the champion model: make predict IMAGES="a.png b.png"
 	@[ -n "$(IMAGES)" ] || { echo 'usage: make predict IMAGES="a.png b.png"'; exit 2; }
-	$(PY) -m hpo.predict $(IMAGES)
+	$(PY) -m hpo.retest.predict $(IMAGES)
 
 train: data ## Train one model (extra Hydra overrides: make train ARGS="model=seed_cnn")
 	$(PY) train.py $(ARGS)

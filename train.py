@@ -19,16 +19,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from data import DatasetFileError
-from hpo import builders, recording
+from hpo import builders
 from hpo.config_checks import ConfigError, check_config
-from hpo.devices import configure_threads, resolve_device
-from hpo.seeding import seed_everything
-from hpo.tracking import TrackedRun, TrackingSettings, TrackingUnavailableError, open_run
-from hpo.trainer import EpochCallback, TrainingDivergedError, fit
-from hpo.trial_link import TrialLink, TrialPruned, TrialReporter
+from hpo.schema import register_configs
+from hpo.sweep.trial_link import LINK_KEY, TrialLink, TrialPruned, TrialReporter
+from hpo.tracking import recording
+from hpo.tracking.runs import TrackedRun, TrackingUnavailableError, open_run
+from hpo.tracking.settings import TrackingSettings
+from hpo.training.devices import configure_threads, resolve_device
+from hpo.training.loop import EpochCallback, TrainingDivergedError, fit
+from hpo.training.seeding import seed_everything
 from models import count_parameters
 
 log = logging.getLogger("train")
+# Before Hydra composes conf/ (also in joblib workers, which import this module).
+register_configs()
 
 # Errors caused by the user's input or environment: reported as a message, not a traceback.
 USER_ERRORS = (
@@ -42,16 +47,14 @@ USER_ERRORS = (
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
-def train(
-    cfg: DictConfig, overrides: tuple[str, ...] = (), pruner_cfg: DictConfig | None = None
-) -> float | list[float]:
+def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[float]:
     """Train the model `cfg` describes; return its objective value(s) at the best epoch.
 
     Inside a sweep (`cfg.hpo` set by the sweeper) each epoch's objective is reported to the
     trial, and a pruned trial stops with `TrialPruned`.
     """
     objectives = check_config(cfg)
-    link = TrialLink.from_node(cfg.hpo)
+    link = TrialLink.from_config(cfg)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
     configure_threads(cfg.trainer.num_threads, workers=link.workers if link else 1)
@@ -65,7 +68,7 @@ def train(
     num_parameters = count_parameters(model)
     optimizer, scheduler, settings = builders.optimization(cfg, model, len(train_batches))
     tracking = TrackingSettings.from_config(cfg.tracking)
-    reporter = TrialReporter(link, pruner_cfg) if link else None
+    reporter = TrialReporter(link) if link else None
     monitor = objectives[0] if objectives[0] != "model/params" else "val/acc"
     tags = {**recording.run_tags(device, overrides), "model": cfg.model._target_}
 
@@ -78,7 +81,7 @@ def train(
     ) as run:
         log.info("Training %d parameters for %d epochs", num_parameters, settings.epochs)
         if run is not None:
-            recording.log_run_start(run, cfg, num_parameters)
+            recording.log_run_start(run, cfg, num_parameters, not_params=(LINK_KEY,))
         result = fit(
             model,
             train_batches,
@@ -116,9 +119,8 @@ def _epoch_callback(
 def main(cfg: DictConfig) -> float | list[float]:
     hydra_cfg = HydraConfig.get()
     try:
-        pruner_cfg = hydra_cfg.sweeper.get("pruner") if hydra_cfg.sweeper else None
-        overrides = tuple(o for o in hydra_cfg.overrides.task if not o.startswith("hpo="))
-        return train(cfg, overrides, pruner_cfg)
+        overrides = tuple(o for o in hydra_cfg.overrides.task if not TrialLink.is_override(o))
+        return train(cfg, overrides)
     except USER_ERRORS as exc:
         if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the trial as failed, with this message

@@ -1,7 +1,7 @@
 """Training throughput of SeedCNN on this CPU: a torchvision DataLoader pipeline vs ours.
 
 Both pipelines feed the same 50k train split, the same seeded SeedCNN and Adam (conf/ defaults)
-through the project's own training step (`hpo.trainer.train_one_epoch`), in one process:
+through the project's own training step (`hpo.training.loop.train_one_epoch`), in one process:
 
 - conventional: torchvision `datasets.FashionMNIST` (pointed at decompressed copies of the
   local files; our `FashionMNISTDataset` if torchvision refuses them) restricted to the train
@@ -46,11 +46,11 @@ from torchvision import datasets, transforms
 
 from data import BatchAugment, DataSplits, FashionMNISTDataset, stratified_split
 from data.fashion_mnist import locate_files
-from hpo.devices import configure_threads
 from hpo.paths import PROJECT_ROOT
-from hpo.resolvers import register_resolvers
-from hpo.seeding import seed_everything
-from hpo.trainer import TrainSettings, train_one_epoch
+from hpo.schema import register_configs
+from hpo.training.devices import configure_threads
+from hpo.training.loop import TrainSettings, train_one_epoch
+from hpo.training.seeding import seed_everything
 
 log = logging.getLogger("bench.throughput")
 
@@ -99,7 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def compose_config(augmentation: str) -> DictConfig:
     """The project config with SeedCNN, Adam and `augmentation`: conf/ stays the one source."""
-    register_resolvers()
+    register_configs()
     overrides = ["model=seed_cnn", "optimizer=adam", f"augmentation={augmentation}"]
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=overrides)

@@ -53,12 +53,12 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from data import DataSplits, TensorBatchLoader  # noqa: E402
-from hpo.devices import configure_threads  # noqa: E402
 from hpo.paths import PROJECT_ROOT  # noqa: E402
-from hpo.resolvers import register_resolvers  # noqa: E402
-from hpo.schedulers import onecycle  # noqa: E402
-from hpo.seeding import seed_everything  # noqa: E402
-from hpo.trainer import TrainSettings, evaluate, train_one_epoch  # noqa: E402
+from hpo.schema import register_configs  # noqa: E402
+from hpo.training.devices import configure_threads  # noqa: E402
+from hpo.training.loop import TrainSettings, evaluate, train_one_epoch  # noqa: E402
+from hpo.training.schedulers import onecycle  # noqa: E402
+from hpo.training.seeding import seed_everything  # noqa: E402
 
 log = logging.getLogger("bench.time_to_accuracy")
 
@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def compose_config(args: argparse.Namespace) -> DictConfig:
     """The project config for SeedCNN with the recipe's optimizer: conf/ stays the one source."""
-    register_resolvers()
+    register_configs()
     overrides = [
         "model=seed_cnn",
         f"optimizer={args.optimizer}",

@@ -1,10 +1,16 @@
-"""The search: training loop, config checks, MLflow tracking and the Optuna sweeper.
+"""The search, in four rooms, plus a few composition helpers for `train.py`.
 
-Kept import-light on purpose: Hydra imports the sweeper shim (and so this package) on
-every start. Importing it registers the `${project_root:}` resolver the YAML config uses,
-so configs resolve in any process that runs a job (joblib workers included).
+- `hpo.training`: the plain-PyTorch training loop (no Hydra, OmegaConf, Optuna or MLflow).
+- `hpo.tracking`: everything MLflow; the only package that imports it.
+- `hpo.sweep`: the Optuna sweeper behind `hydra/sweeper=optuna`, and the trial link a job
+  uses to report to it.
+- `hpo.retest`: the best trial's one pass over the test set, and `predict`.
+
+Arrows run one way: training <- tracking <- sweep <- retest (each may import the rooms to
+its left, never to its right). The modules directly in `hpo/` turn a composed config into
+objects (`builders`, `config_checks`, `schema`) for the entry points, or are leaves every
+room may use (`paths`, `resolvers`).
+
+This file imports nothing: Hydra imports the sweeper shim, and so this package, on every
+start, and `hpo.training` must stay importable without the other libraries.
 """
-
-from hpo.resolvers import register_resolvers
-
-register_resolvers()

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from torch.optim.lr_scheduler import LRScheduler
 
 from data import DataSplits, TensorBatchLoader
-from hpo.trainer import TrainSettings
+from hpo.training.loop import TrainSettings
 
 
 def memory_format(cfg: DictConfig) -> torch.memory_format:

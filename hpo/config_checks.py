@@ -1,9 +1,12 @@
 """Check a composed config before any data is loaded or any epoch runs.
 
-Hydra already rejects unknown group options (`optimizer=adagrad`) and overrides of keys
-that do not exist. What it cannot know is which keys a `_target_` accepts (a `+model.widht=64`
-would otherwise die deep inside instantiate) and which values make sense (a negative
-learning rate trains happily into NaN). Every problem is collected and reported at once.
+Hydra already rejects unknown group options (`optimizer=adagrad`), and the schemas of
+`hpo.schema` make it reject unknown keys and wrong types of the root, `trainer` and
+`tracking` while composing. What Hydra lets through: `+key=value` additions (they bypass
+a schema), the keys a `_target_` accepts (a `+model.widht=64` would otherwise die deep
+inside instantiate), and values that make no sense (a negative learning rate trains
+happily into NaN). Every problem is collected and reported at once, with the allowed keys
+and the closest one.
 """
 
 from __future__ import annotations
@@ -17,28 +20,18 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hpo.devices import DEVICE_CHOICES
-from hpo.objectives import parse_objective
-from hpo.tracking import TrackingSettings
-from hpo.trainer import TrainSettings
+from hpo.schema import RootConf, TrainerConf
+from hpo.tracking.settings import TrackingSettings
+from hpo.training.devices import DEVICE_CHOICES
+from hpo.training.objectives import parse_objective
 
-TOP_LEVEL_KEYS = (
-    "data",
-    "model",
-    "optimizer",
-    "scheduler",
-    "augmentation",
-    "trainer",
-    "tracking",
-    "seed",
-    "objective",
-    "hpo",
-)
 TARGET_GROUPS = ("data", "model", "optimizer", "scheduler", "augmentation")
-# Settings the trainer reads besides the loop settings of TrainSettings.
-LOADER_KEYS = ("batch_size", "eval_batch_size", "device", "num_threads", "channels_last")
-TRAINER_KEYS = tuple(f.name for f in fields(TrainSettings)) + LOADER_KEYS
-TRACKING_KEYS = tuple(f.name for f in fields(TrackingSettings))
+# Nodes whose keys a schema fixes: (prefix, node name or None for the root, schema).
+SCHEMA_NODES: tuple[tuple[str | None, type], ...] = (
+    (None, RootConf),
+    ("trainer", TrainerConf),
+    ("tracking", TrackingSettings),
+)
 # Arguments the trainer passes itself; users never set them.
 PROVIDED_BY_TRAINER = {"params", "optimizer", "total_steps"}
 
@@ -60,11 +53,9 @@ def _between(low: float, high: float, *, low_open: bool = False, high_open: bool
 
 _POSITIVE: Rule = (lambda v: v > 0, "a number > 0")
 _NON_NEGATIVE: Rule = (lambda v: v >= 0, "a number >= 0")
-_POSITIVE_INT: Rule = (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
-_OPTIONAL_POSITIVE_INT: Rule = (
-    lambda v: v is None or (isinstance(v, int) and v >= 1),
-    "null or an integer >= 1",
-)
+# Types come from hpo.schema; these rules add the ranges.
+_POSITIVE_INT: Rule = (lambda v: v >= 1, "an integer >= 1")
+_OPTIONAL_POSITIVE_INT: Rule = (lambda v: v is None or v >= 1, "null or an integer >= 1")
 VALUE_RULES: dict[str, Rule] = {
     "optimizer.lr": _POSITIVE,
     "optimizer.weight_decay": _NON_NEGATIVE,
@@ -81,7 +72,7 @@ VALUE_RULES: dict[str, Rule] = {
         lambda v: isinstance(v, str) and v.split(":")[0] in DEVICE_CHOICES,
         f"one of {', '.join(DEVICE_CHOICES)} (cuda:N for a given GPU)",
     ),
-    "seed": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "seed": (lambda v: v >= 0, "an integer >= 0"),
 }
 
 
@@ -107,15 +98,15 @@ def check_config(cfg: DictConfig) -> tuple[str, ...]:
 
 
 def _unknown_keys(cfg: DictConfig) -> Iterable[str]:
-    yield from _unexpected("", cfg.keys(), TOP_LEVEL_KEYS)
+    for group, schema in SCHEMA_NODES:
+        node = cfg if group is None else cfg.get(group)
+        if isinstance(node, DictConfig):
+            allowed = [f.name for f in fields(schema)]
+            yield from _unexpected(f"{group}." if group else "", node.keys(), allowed)
     for group in TARGET_GROUPS:
         node = cfg.get(group)
         if isinstance(node, DictConfig):
             yield from _unexpected_for_target(group, node)
-    for group, allowed in (("trainer", TRAINER_KEYS), ("tracking", TRACKING_KEYS)):
-        node = cfg.get(group)
-        if isinstance(node, DictConfig):
-            yield from _unexpected(f"{group}.", node.keys(), allowed)
 
 
 def _unexpected_for_target(group: str, node: DictConfig) -> Iterable[str]:

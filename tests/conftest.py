@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from hpo.resolvers import register_resolvers
+from hpo.schema import register_configs
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -19,7 +19,7 @@ ComposeFn = Callable[..., DictConfig]
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> ComposeFn:
     """Compose conf/ with tiny-run defaults (synthetic data, 1 epoch, tmp MLflow store)."""
-    register_resolvers()
+    register_configs()
 
     def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
         base = [

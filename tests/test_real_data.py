@@ -12,7 +12,8 @@ from optuna.trial import TrialState
 
 import train
 
-pytestmark = pytest.mark.slow
+# Minutes on 2 cores each: a longer per-test limit than the suite default.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_seed_cnn_two_epochs_reaches_88_percent_validation(compose_cfg) -> None:
@@ -58,7 +59,7 @@ def test_whole_chain_sweep_best_eval_predict(tmp_path: Path, monkeypatch, capsys
     from hydra_cli import run_hydra_main
     from PIL import Image
 
-    from hpo import best_eval, predict
+    from hpo.retest import best_eval, predict
 
     storage, mlflow_uri = f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db"
     code = run_train_cli(

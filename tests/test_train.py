@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from mlflow import MlflowClient
 
 import train
-from hpo import recording
 from hpo.config_checks import ConfigError
-from hpo.tracking import TrackingUnavailableError
-from hpo.trainer import TrainingDivergedError
+from hpo.tracking import recording
+from hpo.tracking.runs import TrackingUnavailableError
+from hpo.training.loop import TrainingDivergedError
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_METRICS = (
@@ -81,7 +81,7 @@ def test_one_epoch_run_records_everything(compose_cfg, tmp_path: Path) -> None:
     model.load_state_dict(state)
     splits = instantiate(cfg.data).setup()
     batches = splits.val_loader(batch_size=256, device="cpu")
-    from hpo.trainer import evaluate
+    from hpo.training.loop import evaluate
 
     assert evaluate(model, batches)[1] == pytest.approx(value)
 

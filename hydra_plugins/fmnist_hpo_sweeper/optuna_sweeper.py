@@ -1,4 +1,4 @@
-"""Registration shim for `hydra/sweeper=optuna`: the implementation lives in `hpo.sweeper`.
+"""Registration shim for `hydra/sweeper=optuna`: the implementation lives in `hpo.sweep.sweeper`.
 
 Hydra imports every module under the `hydra_plugins` namespace on each start, so this file
 imports nothing heavy: Optuna and MLflow load only when a sweep actually runs.
@@ -12,7 +12,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hpo.sweeper_config import register_configs
+from hpo.sweep.config import register_configs
 
 register_configs()
 
@@ -21,7 +21,7 @@ class OptunaSweeper(Sweeper):
     """Hydra sweeper on Optuna 5: pruning, resume, parallel trials, MLflow nesting."""
 
     def __init__(self, **settings: Any) -> None:
-        from hpo.sweeper import OptunaSweeperImpl
+        from hpo.sweep.sweeper import OptunaSweeperImpl
 
         self._impl = OptunaSweeperImpl(**settings)
 

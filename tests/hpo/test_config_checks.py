@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import itertools
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
@@ -60,12 +63,13 @@ def test_model_interpolates_data_settings(compose_cfg) -> None:
         ("model.dropout=1.0", "model.dropout=1.0 is invalid: expected a number in [0.0, 1.0)"),
         ("model.dropout=-0.5", "model.dropout=-0.5 is invalid"),
         ("trainer.epochs=0", "trainer.epochs=0 is invalid: expected an integer >= 1"),
-        ("trainer.batch_size=2.5", "trainer.batch_size=2.5 is invalid"),
         ("trainer.device=tpu", "trainer.device='tpu' is invalid: expected one of auto, cpu"),
-        ("trainer.label_smoothing=1", "trainer.label_smoothing=1 is invalid"),
+        ("trainer.label_smoothing=1", "trainer.label_smoothing=1.0 is invalid"),
         ("objective=val/accuracy", "unknown metric 'val/accuracy'"),
         ("+model.widht=64", "model.widht is not a setting of models.CNN"),
         ("+trainer.epoch=3", "trainer.epoch is not a known setting"),
+        ("+tracking.urii=x", "tracking.urii is not a known setting"),
+        ("seed=-1", "seed=-1 is invalid: expected an integer >= 0"),
         ("+optimizer.betas2=1", "optimizer.betas2 is not a setting of torch.optim.AdamW"),
         ("+foo=1", "foo is not a known setting"),
     ],
@@ -76,9 +80,49 @@ def test_invalid_settings_fail_with_key_value_and_fix(compose_cfg, override, exp
     assert expected in str(info.value)
 
 
-def test_typo_gets_a_suggestion(compose_cfg) -> None:
-    with pytest.raises(ConfigError, match=r"did you mean model\.width\?"):
-        check_config(compose_cfg("+model.widht=64"))
+@pytest.mark.parametrize(
+    ("override", "suggestion"),
+    [
+        ("+model.widht=64", "model.width"),
+        ("+trainer.epoch=3", "trainer.epochs"),
+        ("+tracking.experimnt=x", "tracking.experiment"),
+        ("+sed=1", "seed"),
+    ],
+)
+def test_typo_gets_the_allowed_keys_and_a_suggestion(compose_cfg, override, suggestion) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_config(compose_cfg(override))
+    assert f"did you mean {suggestion}?" in str(info.value)
+    assert "(allowed: " in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("trainer.batch_size=2.5", r"Value '2.5' of type 'float' could not be converted to Int"),
+        ("trainer.epochs=abc", r"Value 'abc' of type 'str' could not be converted to Integer"),
+        ("tracking.log_figures=maybe", r"Value 'maybe' is not a valid bool"),
+        ("seed=x", r"Value 'x' of type 'str' could not be converted to Integer"),
+        ("trainer.epoch=3", r"Key 'epoch' not in 'TrainerConf'"),
+    ],
+)
+def test_schema_rejects_wrong_types_and_keys_while_composing(compose_cfg, override, expected):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_cfg(override)
+    assert re.search(expected, f"{info.value} {info.value.__cause__}")
+
+
+def test_a_typo_in_a_yaml_option_is_rejected_by_the_schema(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF, conf)
+    (conf / "trainer" / "typo.yaml").write_text("defaults:\n  - default\n  - _self_\nepochz: 3\n")
+    with (
+        initialize_config_dir(config_dir=str(conf), version_base="1.3"),
+        pytest.raises(ConfigCompositionException) as info,
+    ):
+        compose("config", overrides=["trainer=typo"])
+    text = f"{info.value} {info.value.__cause__}"
+    assert "trainer/typo" in text and "Key 'epochz' not in 'TrainerConf'" in text
 
 
 def test_all_problems_are_reported_together(compose_cfg) -> None:
@@ -106,9 +150,18 @@ def test_unknown_key_override_is_rejected_by_hydra(compose_cfg) -> None:
         compose_cfg("model.widht=64")
 
 
-def test_every_pair_of_model_and_optimizer_builds(compose_cfg) -> None:
+def test_every_pair_of_model_and_optimizer_builds_and_steps(compose_cfg) -> None:
     for model, optimizer in itertools.product(_options("model"), _options("optimizer")):
         cfg = compose_cfg(f"model={model}", f"optimizer={optimizer}")
         check_config(cfg)
         net = instantiate(cfg.model)
-        instantiate(cfg.optimizer)(net.parameters())
+        opt = instantiate(cfg.optimizer)(net.parameters())
+        # The optimizer holds every trainable weight of the model, at the configured rate.
+        held = {id(p) for group in opt.param_groups for p in group["params"]}
+        assert held == {id(p) for p in net.parameters() if p.requires_grad}
+        assert opt.param_groups[0]["lr"] == cfg.optimizer.lr
+        before = [p.detach().clone() for p in net.parameters()]
+        net(torch.randn(4, 1, 28, 28)).logsumexp(dim=1).mean().backward()
+        opt.step()
+        changed = any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
+        assert changed, f"{model} + {optimizer}: one step changed no weight"

@@ -14,9 +14,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,9 +24,9 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from omegaconf import OmegaConf
 
-from hpo.sqlite_urls import sqlite_file
+from hpo.paths import sqlite_database
+from hpo.tracking.settings import TrackingSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +41,8 @@ class TrackingUnavailableError(RuntimeError):
     """The tracking store cannot be reached or written."""
 
 
-@dataclass(frozen=True)
-class TrackingSettings:
-    """`conf/tracking/`: where runs go and what they record."""
-
-    enabled: bool = True
-    uri: str = ""
-    experiment: str = "fashion-mnist"
-    artifact_location: str | None = None
-    run_name: str | None = None
-    log_checkpoint: bool = True
-    log_figures: bool = True
-
-    @classmethod
-    def from_config(cls, node: Any) -> TrackingSettings:
-        """From the `tracking` node of a composed config (interpolations resolved)."""
-        return cls(**OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
+class ArtifactUnavailableError(LookupError):
+    """A run's artifact is missing or cannot be downloaded."""
 
 
 class TrackedRun:
@@ -93,6 +78,31 @@ class TrackedRun:
     def log_file(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def download(self, artifact: str, folder: str) -> Path:
+        """Download `artifact` of this run into `folder`; its local path.
+
+        Raises:
+            ArtifactUnavailableError: naming the run, the artifact and MLflow's reason.
+        """
+        try:
+            return Path(self.client.download_artifacts(self.run_id, artifact, folder))
+        except (MlflowException, OSError) as exc:
+            raise ArtifactUnavailableError(
+                f"run {self.run_id} has no artifact {artifact}: {exc}"
+            ) from exc
+
+    def history(self, names: Sequence[str]) -> list[dict[str, float]]:
+        """The metrics `names` per step, oldest step first (one dict per logged step)."""
+        steps: dict[int, dict[str, float]] = {}
+        for name in names:
+            for metric in self.client.get_metric_history(self.run_id, name):
+                steps.setdefault(metric.step, {})[name] = metric.value
+        return [steps[step] for step in sorted(steps)]
+
+    def parent_run_id(self) -> str | None:
+        """The run this one is nested under (a trial's study run), if any."""
+        return self.client.get_run(self.run_id).data.tags.get(MLFLOW_PARENT_RUN_ID)
+
     def log_bytes(self, write: Any, artifact_file: str) -> None:
         """Log a file produced by `write(path)` under `artifact_file`."""
         folder, name = os.path.split(artifact_file)
@@ -120,7 +130,7 @@ def check_store(settings: TrackingSettings) -> None:
                 f"cannot reach the MLflow tracking server at {uri}: {exc}. "
                 f"Start the server (e.g. `make ui`), or {fix}"
             ) from exc
-    elif (database := sqlite_file(uri)) is not None:
+    elif (database := sqlite_database(uri)) is not None:
         folder = database.resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise TrackingUnavailableError(
@@ -203,7 +213,7 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def _artifact_location(settings: TrackingSettings) -> str | None:
     if settings.artifact_location:
         return settings.artifact_location
-    database = sqlite_file(settings.uri)
+    database = sqlite_database(settings.uri)
     if database is not None:
         # Beside the database, not in whatever folder the job happens to run in.
         return str(database.resolve().parent / "mlartifacts")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -23,11 +22,11 @@ from optuna.visualization import matplotlib as optuna_plots
 from rich.console import Console
 from rich.table import Table
 
-from hpo import tracking
-from hpo.tracking import TrackedRun, TrackingSettings
-
-if TYPE_CHECKING:
-    from hpo.sweeper import SweepProgress
+from hpo.sweep.progress import SweepProgress
+from hpo.sweep.trial_link import LINK_KEY
+from hpo.tracking import runs as tracking
+from hpo.tracking.runs import TrackedRun
+from hpo.tracking.settings import TrackingSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,23 +35,23 @@ TRIALS_ARTIFACT = "trials.csv"
 
 
 def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
-    """The app's MLflow settings when it takes part in sweeps (has `hpo` and `tracking`)."""
-    if config is None or "hpo" not in config or "tracking" not in config:
+    """The app's MLflow settings when it takes part in sweeps (has the link and `tracking`)."""
+    if config is None or LINK_KEY not in config or "tracking" not in config:
         return None
     settings = TrackingSettings.from_config(config.tracking)
     return settings if settings.enabled else None
 
 
-def open_parent_run(config: DictConfig, study: optuna.Study) -> TrackedRun | None:
+def open_parent_run(
+    config: DictConfig, study: optuna.Study, storage: str | None
+) -> TrackedRun | None:
     """Open (or reopen, on resume) the study's MLflow parent run."""
     settings = tracking_settings(config)
     if settings is None:
         return None
     directions = ",".join(d.name.lower() for d in study.directions)
-    storage = str(config.hydra.sweeper.get("storage") or "memory")
-    return tracking.open_study_run(
-        settings, study.study_name, {"optuna_storage": storage, "directions": directions}
-    )
+    tags = {"optuna_storage": storage or "memory", "directions": directions}
+    return tracking.open_study_run(settings, study.study_name, tags)
 
 
 def tag_child_run(config: DictConfig | None, study_name: str, number: int, state: str) -> None:
@@ -197,7 +196,7 @@ def _summary(
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     )
     total = ", ".join(f"{n} {s.lower()}" for s, n in _state_counts(study).items())
-    table.add_row("this run", f"{this} in {time.monotonic() - progress.started:.0f} s")
+    table.add_row("this run", f"{this} in {progress.seconds():.0f} s")
     table.add_row("whole study", total)
     if "solutions" in results:
         for solution in results["solutions"]:

@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from hpo import schedulers
+from hpo.training import schedulers
 
 
 def _rates(make, steps: int) -> list[float]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hpo.evaluation import confusion_matrix, score_predictions, wilson_interval
+from hpo.retest.metrics import confusion_matrix, score_predictions, wilson_interval
 
 
 @pytest.mark.parametrize(

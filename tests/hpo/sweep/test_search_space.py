@@ -14,7 +14,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from hpo.search_space import (
+from hpo.sweep.search_space import (
     SearchSpace,
     SearchSpaceError,
     distribution_from_override,

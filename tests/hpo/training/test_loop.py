@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from hpo.trainer import FitResult, TrainingDivergedError, TrainSettings, evaluate, fit
+from hpo.training.loop import FitResult, TrainingDivergedError, TrainSettings, evaluate, fit
 
 
 def _batches(n: int, seed: int, batch: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -16,11 +16,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 from PIL import Image
 
-from hpo import best_eval, predict
-from hpo.best_trial import BestEvalError, choose_trial, load_record, load_study
-from hpo.registry import CHAMPION, champion_version, register
-from hpo.tracking import TrackingSettings, open_run
-from hpo.trainer import evaluate
+from hpo.retest import best_eval, predict
+from hpo.retest.best_trial import BestEvalError, choose_trial, load_record, load_study
+from hpo.tracking.registry import champion_version
+from hpo.tracking.settings import TrackingSettings
+from hpo.training.loop import evaluate
 from models import RawPixelClassifier
 
 STUDY = "tiny"
@@ -203,34 +203,6 @@ def test_top_k_is_sorted_probabilities(k: int) -> None:
     ranked = predict.top_k(model, torch.rand(1, 28, 28) * 255, k=k)
     assert len(ranked) == k
     assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
-
-
-def test_champion_moves_only_on_improvement(tmp_path) -> None:
-    settings = TrackingSettings(uri=f"sqlite:///{tmp_path}/mlflow.db")
-    model = RawPixelClassifier(
-        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), mean=0.3, std=0.3
-    )
-    example = torch.rand(2, 1, 28, 28) * 255
-    outcomes = []
-    for acc in (0.80, 0.75, 0.80, 0.85):
-        with open_run(settings, run_name="best-eval") as run:
-            outcomes.append(
-                register(
-                    model,
-                    tracking_uri=settings.uri,
-                    run_id=run.run_id,
-                    name="m",
-                    test_acc=acc,
-                    example=example,
-                    tags={},
-                )
-            )
-    assert [o.champion for o in outcomes] == [True, False, False, True]
-    assert [o.version for o in outcomes] == ["1", "2", "3", "4"]
-    assert outcomes[1].previous_version == "1" and outcomes[1].previous_test_acc == 0.80
-    assert "did not beat the champion v1" in outcomes[1].describe()
-    client = MlflowClient(tracking_uri=settings.uri)
-    assert str(client.get_model_version_by_alias("m", CHAMPION).version) == "4"
 
 
 def _study_with(directions: list[str], values: list[list[float]]) -> optuna.Study:

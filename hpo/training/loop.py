@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from hpo.objectives import is_improvement
+from hpo.training.objectives import is_improvement
 
 log = logging.getLogger(__name__)
 

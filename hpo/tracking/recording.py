@@ -6,7 +6,7 @@ import json
 import logging
 import platform
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from data import DataSplits
-from hpo import plots
 from hpo.paths import PROJECT_ROOT
-from hpo.tracking import TrackedRun, TrackingSettings, flatten
-from hpo.trainer import FitResult
+from hpo.tracking.figures import learning_curves, prediction_grid
+from hpo.tracking.runs import TrackedRun, flatten
+from hpo.tracking.settings import TrackingSettings
+from hpo.training.loop import FitResult
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,17 @@ def git_commit() -> str:
     return f"{commit}-dirty" if dirty else commit
 
 
-def log_run_start(run: TrackedRun, cfg: DictConfig, num_parameters: int) -> None:
-    """Every resolved config value as a flat param, the config file, the parameter count."""
+def log_run_start(
+    run: TrackedRun, cfg: DictConfig, num_parameters: int, *, not_params: Collection[str] = ()
+) -> None:
+    """Every resolved config value as a flat param, the config file, the parameter count.
+
+    Top-level nodes named in `not_params` (the sweeper's trial link) stay in the config file
+    but are not params: they are bookkeeping, not settings to compare runs by.
+    """
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
-    run.log_params({k: v for k, v in flatten(resolved).items() if not k.startswith("hpo.")})
+    settings = {k: v for k, v in resolved.items() if k not in not_params}
+    run.log_params(flatten(settings))
     run.log_params({"model.num_parameters": num_parameters})
     run.log_metrics({"model/params": num_parameters})
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
@@ -145,11 +153,11 @@ def run_figures(
 
     `val_batch` is the normalised model input for `val_images` (already on the device).
     """
-    curves = plots.learning_curves(result.history, result.best_epoch)
+    curves = learning_curves(result.history, result.best_epoch)
     with torch.inference_mode():
         model.eval()
         probs = model(val_batch).float().softmax(dim=1).cpu()
-    grid = plots.prediction_grid(val_images, val_labels, probs, class_names)
+    grid = prediction_grid(val_images, val_labels, probs, class_names)
     return [(curves, CURVES_ARTIFACT), (grid, PREDICTIONS_ARTIFACT)]
 
 

@@ -4,24 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.sqlite_urls import sqlite_file
-from hpo.storage import StorageUnavailableError, open_storage
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("sqlite:////abs/dir/optuna.db", Path("/abs/dir/optuna.db")),
-        ("sqlite:///rel/optuna.db", Path("rel/optuna.db")),
-        ("sqlite:///optuna.db?timeout=5", Path("optuna.db")),
-        ("sqlite:///:memory:", None),
-        ("sqlite://", None),
-        ("postgresql://user@host/db", None),
-        ("http://127.0.0.1:5000", None),
-    ],
-)
-def test_sqlite_file(url: str, expected: Path | None) -> None:
-    assert sqlite_file(url) == expected
+from hpo.sweep.storage import StorageUnavailableError, open_storage
 
 
 def test_sqlite_storage_in_a_missing_folder_names_url_and_fix(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data import CLASS_NAMES
 from hpo.paths import PROJECT_ROOT
-from hpo.registry import load_champion
+from hpo.schema import register_configs
+from hpo.tracking.registry import load_champion
 
 SIZE = 28
 # Pixels differing from the background by more than this belong to the article.
@@ -76,6 +77,7 @@ def top_k(model: torch.nn.Module, pixels: torch.Tensor, k: int = 3) -> list[tupl
 
 def _defaults() -> tuple[str, str]:
     """Tracking URI and model name from conf/ (the same ones best-eval uses)."""
+    register_configs()
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose("best_eval")
     return str(cfg.tracking.uri), str(cfg.model_name)
@@ -84,7 +86,7 @@ def _defaults() -> tuple[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the class and top-3 probabilities of each image; 1 if any file failed."""
     uri, name = _defaults()
-    parser = argparse.ArgumentParser(prog="python -m hpo.predict", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m hpo.retest.predict", description=__doc__)
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--tracking-uri", default=uri)
     parser.add_argument("--model-name", default=name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
 
-from hpo.sqlite_urls import sqlite_file
+from hpo.paths import sqlite_database
 
 # SQLite serialises writers; parallel trials wait this long for the lock instead of failing
 # with "database is locked".
@@ -25,7 +25,7 @@ def open_storage(url: str | None) -> BaseStorage:
     if url is None:
         return optuna.storages.InMemoryStorage()
     fix = "fix hydra.sweeper.storage (e.g. sqlite:///optuna.db or postgresql://user@host/db)"
-    database = sqlite_file(url)
+    database = sqlite_database(url)
     try:
         if database is not None:
             folder = database.resolve().parent

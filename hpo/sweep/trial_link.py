@@ -1,28 +1,42 @@
-"""The job's side of a sweep: find this run's Optuna trial, report epochs, obey the pruner.
+"""The job's side of a sweep: the typed link to its Optuna trial, per-epoch reports, pruning.
 
-The sweeper passes a small `hpo` node to every job (study name, storage URL, trial number,
-parent MLflow run). The job reaches its trial through the study storage, so the same code
-works in-process, in joblib worker processes and on other hosts sharing a database.
+The sweeper builds one `TrialLink` per trial and passes it to the job as the config node
+named `LINK_KEY` (a Hydra override); the job reads the same dataclass back with
+`TrialLink.from_config`. The job reaches its trial through the study storage, so the same
+code works in-process, in joblib worker processes and on other hosts sharing a database.
 `train.py` run on its own has `hpo: null` and gets no link: nothing is reported.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from optuna import TrialPruned
 
-from hpo.storage import open_storage
+from hpo.sweep.search_space import render_value
+from hpo.sweep.storage import open_storage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrialLink", "TrialPruned", "TrialReporter", "register_trial", "unregister_trial"]
+__all__ = [
+    "LINK_KEY",
+    "TrialLink",
+    "TrialPruned",
+    "TrialReporter",
+    "register_trial",
+    "unregister_trial",
+]
+
+# The config key that carries the link: an app takes part in sweeps by having this node
+# (`hpo: null` in conf/config.yaml).
+LINK_KEY = "hpo"
 
 # Trials a sweeper in this process is running, by (study name, trial number): an in-process
 # job reports to the very same object (required for in-memory storage, cheaper otherwise).
@@ -41,9 +55,15 @@ def unregister_trial(trial: optuna.Trial) -> None:
         _LOCAL_TRIALS.pop((trial.study.study_name, trial.number), None)
 
 
-@dataclass(frozen=True)
+# Not frozen: OmegaConf makes a frozen dataclass's config node read-only, and Hydra must
+# merge the YAML values and overrides into this schema.
+@dataclass
 class TrialLink:
-    """What a job needs to reach its trial and its study's MLflow parent run."""
+    """What a job needs to reach its trial, its pruner and its study's MLflow parent run.
+
+    Field types are ones OmegaConf can check: the job reads the node back through this
+    dataclass as a schema.
+    """
 
     study_name: str
     storage: str | None
@@ -51,13 +71,27 @@ class TrialLink:
     parent_run_id: str | None = None
     # Trials running at once: the job divides the CPU cores among them.
     workers: int = 1
+    # The pruner's config (`_target_` and arguments): Optuna does not store the pruner with
+    # the study, so a job in another process rebuilds it from here.
+    pruner: dict[str, Any] | None = None
 
     @classmethod
-    def from_node(cls, node: Mapping[str, Any] | None) -> TrialLink | None:
-        """Build from the config's `hpo` node; None when not part of a sweep."""
-        if not node:
+    def from_config(cls, cfg: DictConfig) -> TrialLink | None:
+        """The link in a composed job config; None when the job is not part of a sweep."""
+        node = cfg.get(LINK_KEY)
+        if node is None:
             return None
-        return cls(**dict(node))
+        # Merged into the dataclass schema: a missing, unknown or mistyped field fails here.
+        return cast(TrialLink, OmegaConf.to_object(OmegaConf.merge(cls, node)))
+
+    def to_override(self) -> str:
+        """The Hydra override that hands this link to the job."""
+        return f"{LINK_KEY}={render_value(dataclasses.asdict(self))}"
+
+    @staticmethod
+    def is_override(override: str) -> bool:
+        """True for the override `to_override` makes (left out of a run's provenance)."""
+        return override.startswith(f"{LINK_KEY}=")
 
     @property
     def run_name(self) -> str:
@@ -72,9 +106,9 @@ class TrialLink:
 class TrialReporter:
     """Reports one objective value per epoch to the trial and raises `TrialPruned` on cue."""
 
-    def __init__(self, link: TrialLink, pruner_cfg: Mapping[str, Any] | None) -> None:
+    def __init__(self, link: TrialLink) -> None:
         self.link = link
-        self.trial = _find_trial(link, pruner_cfg)
+        self.trial = _find_trial(link)
         # Optuna prunes single-objective studies only.
         self.enabled = len(self.trial.study.directions) == 1
 
@@ -87,7 +121,7 @@ class TrialReporter:
             raise TrialPruned(f"pruned at epoch {epoch} with value {value:.4f}")
 
 
-def _find_trial(link: TrialLink, pruner_cfg: Mapping[str, Any] | None) -> optuna.Trial:
+def _find_trial(link: TrialLink) -> optuna.Trial:
     with _LOCK:
         local = _LOCAL_TRIALS.get((link.study_name, link.trial_number))
     if local is not None:
@@ -99,8 +133,7 @@ def _find_trial(link: TrialLink, pruner_cfg: Mapping[str, Any] | None) -> optuna
             "to it from worker processes"
         )
     storage = open_storage(link.storage)
-    # The pruner is not stored with the study: rebuild it from the sweeper's config.
-    pruner = instantiate(pruner_cfg) if pruner_cfg else None
+    pruner = instantiate(link.pruner) if link.pruner else None
     study = optuna.load_study(study_name=link.study_name, storage=storage, pruner=pruner)
     study_id = storage.get_study_id_from_name(link.study_name)
     trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, link.trial_number)

@@ -10,15 +10,14 @@ from typing import Any
 
 import optuna
 import torch
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo import recording
-from hpo.sqlite_urls import sqlite_file
-from hpo.storage import open_storage
-from hpo.tracking import TrackingSettings, find_trial_run
+from hpo.paths import sqlite_database
+from hpo.sweep.storage import open_storage
+from hpo.tracking import recording
+from hpo.tracking.runs import ArtifactUnavailableError, TrackedRun, find_trial_run
+from hpo.tracking.settings import TrackingSettings
 
 SWEEP_HINT = "run `make sweep` first (or pass study=... storage=... of an existing study)"
 
@@ -51,7 +50,7 @@ class TrialRecord:
 
 def load_study(study_name: str, storage: str) -> optuna.Study:
     """Open an existing study without creating anything (no new database, no new study)."""
-    database = sqlite_file(storage)
+    database = sqlite_database(storage)
     if database is not None and not database.exists():
         raise BestEvalError(f"no Optuna storage at {database}; {SWEEP_HINT}")
     opened = open_storage(storage)
@@ -90,14 +89,10 @@ def load_record(settings: TrackingSettings, study_name: str, trial: FrozenTrial)
             f"{settings.uri} (experiment {settings.experiment!r}); was the sweep run with "
             "tracking.enabled=false or another tracking.uri?"
         )
-    client = run.client
-    info = client.get_run(run.run_id)
     with tempfile.TemporaryDirectory() as tmp:
-        config = OmegaConf.load(_fetch(client, run.run_id, recording.CONFIG_ARTIFACT, tmp))
-        checkpoint = _fetch(client, run.run_id, recording.CHECKPOINT_ARTIFACT, tmp)
-        meta = json.loads(
-            _fetch(client, run.run_id, recording.CHECKPOINT_META_ARTIFACT, tmp).read_text()
-        )
+        config = OmegaConf.load(_fetch(run, recording.CONFIG_ARTIFACT, tmp))
+        checkpoint = _fetch(run, recording.CHECKPOINT_ARTIFACT, tmp)
+        meta = json.loads(_fetch(run, recording.CHECKPOINT_META_ARTIFACT, tmp).read_text())
         try:
             state = recording.load_state_dict(checkpoint)
         except Exception as exc:
@@ -109,28 +104,19 @@ def load_record(settings: TrackingSettings, study_name: str, trial: FrozenTrial)
         study_name=study_name,
         trial=trial,
         run_id=run.run_id,
-        parent_run_id=info.data.tags.get("mlflow.parentRunId"),
+        parent_run_id=run.parent_run_id(),
         config=config,
         state_dict=state,
         meta=meta,
-        history=_history(client, run.run_id),
+        history=run.history(("train/loss", "train/acc", "val/loss", "val/acc")),
     )
 
 
-def _fetch(client: MlflowClient, run_id: str, artifact: str, folder: str) -> Path:
+def _fetch(run: TrackedRun, artifact: str, folder: str) -> Path:
     try:
-        return Path(client.download_artifacts(run_id, artifact, folder))
-    except (MlflowException, OSError) as exc:
+        return run.download(artifact, folder)
+    except ArtifactUnavailableError as exc:
         raise BestEvalError(
-            f"run {run_id} has no artifact {artifact}: {exc}. It was recorded with "
-            "tracking.log_checkpoint=false or its artifacts were deleted; retest with "
-            "retrain=true, or pick another study"
+            f"{exc}. It was recorded with tracking.log_checkpoint=false or its artifacts "
+            "were deleted; retest with retrain=true, or pick another study"
         ) from exc
-
-
-def _history(client: MlflowClient, run_id: str) -> list[dict[str, float]]:
-    epochs: dict[int, dict[str, float]] = {}
-    for name in ("train/loss", "train/acc", "val/loss", "val/acc"):
-        for metric in client.get_metric_history(run_id, name):
-            epochs.setdefault(metric.step, {})[name] = metric.value
-    return [epochs[step] for step in sorted(epochs)]

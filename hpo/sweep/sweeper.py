@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import optuna
+from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
-from hydra.core.utils import JobReturn, JobStatus
+from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -27,10 +26,11 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from hpo import study_report
-from hpo.search_space import SearchSpace, SearchSpaceError, parse_search_space, render_value
-from hpo.storage import StorageUnavailableError, open_storage
-from hpo.trial_link import TrialPruned, register_trial, unregister_trial
+from hpo.sweep import report
+from hpo.sweep.progress import SweepProgress, describe, job_outcome
+from hpo.sweep.search_space import SearchSpace, SearchSpaceError, parse_search_space, render_value
+from hpo.sweep.storage import StorageUnavailableError, open_storage
+from hpo.sweep.trial_link import LINK_KEY, TrialLink, register_trial, unregister_trial
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +43,8 @@ class SweepFailedError(RuntimeError):
     """Too many trials failed (more than `max_failure_rate`)."""
 
 
-@dataclass
-class SweepProgress:
-    """What this invocation of the sweep has done so far."""
-
-    started: float = field(default_factory=time.monotonic)
-    told: dict[int, TrialState] = field(default_factory=dict)
-    errors: dict[int, str] = field(default_factory=dict)
-
-    def count(self, state: TrialState) -> int:
-        return sum(1 for s in self.told.values() if s == state)
-
-
 class OptunaSweeperImpl(Sweeper):
-    """See `hpo.sweeper_config.OptunaSweeperConf` for the settings."""
+    """See `hpo.sweep.config.OptunaSweeperConf` for the settings."""
 
     def __init__(
         self,
@@ -141,7 +129,7 @@ class OptunaSweeperImpl(Sweeper):
             [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING],
             why="was left RUNNING by an interrupted sweep",
         )
-        parent = study_report.open_parent_run(self.config, study)
+        parent = report.open_parent_run(self.config, study, self.storage)
         slots = self._slots()
         log.info(
             "Study %r in %s: %d of %d trials finished; sampler %s, pruner %s, %d at once",
@@ -165,7 +153,7 @@ class OptunaSweeperImpl(Sweeper):
             raise
         finally:
             sweep_dir = Path(self.config.hydra.sweep.dir)
-            study_report.finish(study, progress, parent, sweep_dir, status)
+            report.finish(study, progress, parent, sweep_dir, status)
         self._check_failures(progress)
         return study
 
@@ -213,20 +201,20 @@ class OptunaSweeperImpl(Sweeper):
             overrides += [
                 f"{k}={render_value(v)}" for k, v in trial.params.items() if k not in values
             ]
+        shown = " ".join(overrides)
         if self._takes_part():
-            link = {
-                "study_name": study.study_name,
-                "storage": self.storage,
-                "trial_number": trial.number,
-                "parent_run_id": parent_run_id,
-                "workers": slots,
-            }
-            overrides.append(f"hpo={render_value(link)}")
+            link = TrialLink(
+                study_name=study.study_name,
+                storage=self.storage,
+                trial_number=trial.number,
+                parent_run_id=parent_run_id,
+                workers=slots,
+                pruner=cast(dict[str, Any], OmegaConf.to_container(self.pruner_cfg, resolve=True)),
+            )
+            overrides.append(link.to_override())
         register_trial(trial)
         self._untold[trial.number] = trial
-        log.info(
-            "Trial %d: %s", trial.number, " ".join(o for o in overrides if not o.startswith("hpo="))
-        )
+        log.info("Trial %d: %s", trial.number, shown)
         return trial, overrides
 
     def _launch(self, trial: optuna.Trial, overrides: Sequence[str]) -> JobReturn:
@@ -240,23 +228,23 @@ class OptunaSweeperImpl(Sweeper):
     def _tell(
         self, study: optuna.Study, trial: optuna.Trial, result: JobReturn, progress: SweepProgress
     ) -> None:
-        state, values, error = _outcome(result, len(self.directions))
-        if error:
-            trial.set_user_attr("error", error[:2000])
-            progress.errors[trial.number] = error
-        study.tell(trial, values, state=state if values is None else None)
+        outcome = job_outcome(result, len(self.directions))
+        if outcome.error:
+            trial.set_user_attr("error", outcome.error[:2000])
+            progress.errors[trial.number] = outcome.error
+        values = outcome.values
+        study.tell(trial, values, state=outcome.state if values is None else None)
         self._untold.pop(trial.number, None)
-        progress.told[trial.number] = state
-        study_report.tag_child_run(self.config, study.study_name, trial.number, state.name)
-        shown = f"value {values}" if values is not None else (error or "")
-        log.info("Trial %d %s %s", trial.number, state.name, shown)
+        progress.told[trial.number] = outcome.state
+        report.tag_child_run(self.config, study.study_name, trial.number, outcome.state.name)
+        log.info("Trial %d %s %s", trial.number, outcome.state.name, describe(outcome))
 
     # --- policies -------------------------------------------------------------------------
 
     def _may_start(self, study: optuna.Study, progress: SweepProgress, running: int) -> bool:
         if _finished(study) + running >= self.n_trials:
             return False
-        if self.timeout is not None and time.monotonic() - progress.started > self.timeout:
+        if self.timeout is not None and progress.seconds() > self.timeout:
             if running == 0:
                 log.info("timeout of %.0f s reached: no new trials", self.timeout)
             return False
@@ -310,13 +298,14 @@ class OptunaSweeperImpl(Sweeper):
         return list(options) or None
 
     def _takes_part(self) -> bool:
-        """True for apps (like ours) whose config has an `hpo` node to receive the link."""
+        """True for apps (like ours) whose config has a node to receive the trial link."""
         assert self.config is not None
-        return "hpo" in self.config
+        return LINK_KEY in self.config
 
     def _slots(self) -> int:
         assert self.launcher is not None
-        if self.n_jobs > 1 and type(self.launcher).__name__ == "BasicLauncher":
+        # Hydra's default launcher (defined only in hydra._internal) runs one job at a time.
+        if self.n_jobs > 1 and isinstance(self.launcher, BasicLauncher):
             log.warning(
                 "n_jobs=%d but the basic launcher runs one job at a time in this process; "
                 "use hydra/launcher=joblib for parallel trials",
@@ -324,27 +313,6 @@ class OptunaSweeperImpl(Sweeper):
             )
             return 1
         return self.n_jobs
-
-
-def _outcome(result: JobReturn, n_objectives: int) -> tuple[TrialState, Any, str | None]:
-    """(state, values or None, error text or None) of a finished job."""
-    if result.status != JobStatus.COMPLETED:
-        # JobReturn.return_value would print "Error executing job" even for a pruned trial.
-        exc = result._return_value
-        if isinstance(exc, TrialPruned):
-            return TrialState.PRUNED, None, None
-        return TrialState.FAIL, None, f"{type(exc).__name__}: {exc}"
-    value = result.return_value
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if len(values) != n_objectives:
-        return TrialState.FAIL, None, f"returned {value!r}; expected {n_objectives} value(s)"
-    try:
-        numbers = [float(v) for v in values]
-    except (TypeError, ValueError):
-        return TrialState.FAIL, None, f"returned {value!r}, not a number"
-    if not all(math.isfinite(v) for v in numbers):
-        return TrialState.FAIL, None, f"returned {value!r} (not finite)"
-    return TrialState.COMPLETE, numbers[0] if n_objectives == 1 else numbers, None
 
 
 def _requeue(study: optuna.Study, trials: Sequence[Any], why: str) -> None:

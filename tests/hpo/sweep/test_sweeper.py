@@ -13,7 +13,7 @@ from hydra_cli import run_train_cli
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Tiny trials: 2 epochs on 512 synthetic images with an 8-channel CNN.
 # Fixed values on the command line take these dimensions out of the default search space.
 TINY = (

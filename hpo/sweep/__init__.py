@@ -1,0 +1,13 @@
+"""Sweep room: the Optuna sweeper behind `hydra/sweeper=optuna`.
+
+- `config`: the sweeper's schema and its sampler/pruner options (dataclasses, ConfigStore).
+- `search_space`: Hydra's sweep grammar -> Optuna distributions, as pure functions.
+- `sweeper`: the study loop: ask, launch, tell, as small separate steps.
+- `progress`: what one sweep invocation has done, and how a finished job is read.
+- `trial_link`: the typed link a job gets to reach its trial (and the pruner).
+- `storage`: opening an Optuna storage with a clear error.
+- `report`: optimization_results.yaml, the study's parent MLflow run, the summary.
+
+May import `hpo.tracking` (through `report` only) and the leaf modules of `hpo/`; never
+`hpo.retest`. Hydra imports `config` on every start, so it imports no Optuna.
+"""

@@ -1,0 +1,10 @@
+"""Tracking room: everything MLflow. The only package of the project that imports mlflow.
+
+- `runs`: open, nest, find and end runs (a study's parent run, a trial's child run).
+- `recording`: what a training run logs: config, tags, per-epoch metrics, weights, figures.
+- `figures`: the matplotlib figures of a run (learning curves, predictions, confusion).
+- `registry`: the Model Registry and its `champion` alias.
+
+May import `hpo.training` (for the types of a finished fit), `data`, `models` and the leaf
+modules `hpo.paths`; never `hpo.sweep` or `hpo.retest`.
+"""

@@ -1,0 +1,39 @@
+"""The Model Registry's champion alias moves only to a better test accuracy."""
+
+from __future__ import annotations
+
+import torch
+from mlflow import MlflowClient
+
+from hpo.tracking.registry import CHAMPION, register
+from hpo.tracking.runs import open_run
+from hpo.tracking.settings import TrackingSettings
+from models import RawPixelClassifier
+
+
+def test_champion_moves_only_on_improvement(tmp_path) -> None:
+    settings = TrackingSettings(uri=f"sqlite:///{tmp_path}/mlflow.db")
+    model = RawPixelClassifier(
+        torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), mean=0.3, std=0.3
+    )
+    example = torch.rand(2, 1, 28, 28) * 255
+    outcomes = []
+    for acc in (0.80, 0.75, 0.80, 0.85):
+        with open_run(settings, run_name="best-eval") as run:
+            outcomes.append(
+                register(
+                    model,
+                    tracking_uri=settings.uri,
+                    run_id=run.run_id,
+                    name="m",
+                    test_acc=acc,
+                    example=example,
+                    tags={},
+                )
+            )
+    assert [o.champion for o in outcomes] == [True, False, False, True]
+    assert [o.version for o in outcomes] == ["1", "2", "3", "4"]
+    assert outcomes[1].previous_version == "1" and outcomes[1].previous_test_acc == 0.80
+    assert "did not beat the champion v1" in outcomes[1].describe()
+    client = MlflowClient(tracking_uri=settings.uri)
+    assert str(client.get_model_version_by_alias("m", CHAMPION).version) == "4"

@@ -1,0 +1,93 @@
+"""MLflow runs: how they end, nesting, and reading back what a run recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from hpo.tracking.runs import (
+    ArtifactUnavailableError,
+    end_run,
+    find_trial_run,
+    open_run,
+    open_study_run,
+)
+from hpo.tracking.settings import TrackingSettings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> TrackingSettings:
+    return TrackingSettings(uri=f"sqlite:///{tmp_path}/mlflow.db", experiment="runs-test")
+
+
+def _status(settings: TrackingSettings, run_id: str) -> str:
+    return MlflowClient(tracking_uri=settings.uri).get_run(run_id).info.status
+
+
+class _PrunedError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [
+        (None, "FINISHED"),
+        (_PrunedError, "FINISHED"),
+        (RuntimeError, "FAILED"),
+        (KeyboardInterrupt, "KILLED"),
+    ],
+)
+def test_open_run_ends_with_the_status_of_the_block(settings, raised, status) -> None:
+    run_ids = []
+    try:
+        with open_run(settings, run_name="r", graceful=(_PrunedError,)) as run:
+            assert run is not None
+            run_ids.append(run.run_id)
+            if raised is not None:
+                raise raised("boom")
+    except (_PrunedError, RuntimeError, KeyboardInterrupt):
+        pass
+    assert _status(settings, run_ids[0]) == status
+    tags = MlflowClient(tracking_uri=settings.uri).get_run(run_ids[0]).data.tags
+    assert ("error" in tags) == (status == "FAILED")
+
+
+def test_disabled_tracking_opens_no_run(tmp_path: Path) -> None:
+    settings = TrackingSettings(enabled=False, uri=f"sqlite:///{tmp_path}/mlflow.db")
+    with open_run(settings) as run:
+        assert run is None
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_trial_run_reads_back_its_parent_history_and_artifacts(settings, tmp_path) -> None:
+    parent = open_study_run(settings, "study-a", {"directions": "maximize"})
+    tags = {"study_name": "study-a", "trial_number": "3"}
+    with open_run(settings, parent_run_id=parent.run_id, tags=tags) as run:
+        assert run is not None
+        for epoch, acc in enumerate([0.5, 0.7, 0.6], start=1):
+            run.log_metrics({"val/acc": acc, "val/loss": 1 - acc}, step=epoch)
+        run.log_text("hello", "notes/a.txt")
+    end_run(parent)
+
+    found = find_trial_run(settings, "study-a", 3)
+    assert found is not None and found.run_id == run.run_id
+    assert find_trial_run(settings, "study-a", 4) is None
+    assert found.parent_run_id() == parent.run_id
+    history = found.history(["val/acc", "val/loss"])
+    assert [h["val/acc"] for h in history] == [0.5, 0.7, 0.6]
+    assert history[1] == {"val/acc": 0.7, "val/loss": pytest.approx(0.3)}
+    assert found.download("notes/a.txt", str(tmp_path)).read_text() == "hello"
+    with pytest.raises(
+        ArtifactUnavailableError, match=rf"run {run.run_id} has no artifact x/missing\.pt"
+    ):
+        found.download("x/missing.pt", str(tmp_path))
+
+
+def test_the_study_run_is_reopened_not_duplicated(settings) -> None:
+    first = open_study_run(settings, "study-b", {})
+    end_run(first, "KILLED")
+    again = open_study_run(settings, "study-b", {})
+    assert again.run_id == first.run_id
+    assert _status(settings, again.run_id) == "RUNNING"
