@@ -28,6 +28,7 @@ from hpo.tracking.runs import TrackedRun, TrackingUnavailableError, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.devices import configure_threads, resolve_device
 from hpo.training.loop import EpochCallback, TrainingDivergedError, fit
+from hpo.training.precision import resolve_precision
 from hpo.training.seeding import seed_everything
 from models import count_parameters
 
@@ -57,20 +58,23 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
     link = TrialLink.from_config(cfg)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.trainer.device)
+    precision = resolve_precision(cfg.trainer.precision, device)
     configure_threads(cfg.trainer.num_threads, workers=link.workers if link else 1)
 
     log.info("Loading data <%s>", cfg.data._target_)
     splits = instantiate(cfg.data).setup()
     train_batches, val_batches = builders.loaders(cfg, splits, device)
 
-    log.info("Building model <%s> on %s", cfg.model._target_, device)
+    log.info("Building model <%s> on %s (%s)", cfg.model._target_, device, precision.name)
     model = builders.model(cfg, device)
     num_parameters = count_parameters(model)
-    optimizer, scheduler, settings = builders.optimization(cfg, model, len(train_batches))
+    optimizer, scheduler, settings = builders.optimization(
+        cfg, model, len(train_batches), precision
+    )
     tracking = TrackingSettings.from_config(cfg.tracking)
     reporter = TrialReporter(link) if link else None
     monitor = objectives[0] if objectives[0] != "model/params" else "val/acc"
-    tags = {**recording.run_tags(device, overrides), "model": cfg.model._target_}
+    tags = {**recording.run_tags(device, precision, overrides), "model": cfg.model._target_}
 
     with open_run(
         tracking,
@@ -81,7 +85,7 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
     ) as run:
         log.info("Training %d parameters for %d epochs", num_parameters, settings.epochs)
         if run is not None:
-            recording.log_run_start(run, cfg, num_parameters, not_params=(LINK_KEY,))
+            recording.log_run_start(run, cfg, num_parameters, precision, not_params=(LINK_KEY,))
         result = fit(
             model,
             train_batches,

@@ -11,6 +11,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from data import DataSplits, TensorBatchLoader
 from hpo.training.loop import TrainSettings
+from hpo.training.precision import Precision
 
 
 def memory_format(cfg: DictConfig) -> torch.memory_format:
@@ -43,7 +44,11 @@ def model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
 
 
 def optimization(
-    cfg: DictConfig, net: torch.nn.Module, steps_per_epoch: int, epochs: int | None = None
+    cfg: DictConfig,
+    net: torch.nn.Module,
+    steps_per_epoch: int,
+    precision: Precision,
+    epochs: int | None = None,
 ) -> tuple[torch.optim.Optimizer, LRScheduler, TrainSettings]:
     """Optimizer, per-batch schedule and loop settings for `epochs` (default: the config's)."""
     epochs = epochs or cfg.trainer.epochs
@@ -55,6 +60,7 @@ def optimization(
         patience=cfg.trainer.patience,
         grad_clip=cfg.trainer.grad_clip,
         progress=cfg.trainer.progress,
+        precision=precision,
     )
     return optimizer, scheduler, settings
 

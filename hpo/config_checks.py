@@ -22,8 +22,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hpo.schema import RootConf, TrainerConf
 from hpo.tracking.settings import TrackingSettings
-from hpo.training.devices import DEVICE_CHOICES
+from hpo.training.devices import DEVICE_CHOICES, resolve_device
 from hpo.training.objectives import parse_objective
+from hpo.training.precision import PRECISION_CHOICES, resolve_precision
 
 TARGET_GROUPS = ("data", "model", "optimizer", "scheduler", "augmentation")
 # Nodes whose keys a schema fixes: (prefix, node name or None for the root, schema).
@@ -68,6 +69,10 @@ VALUE_RULES: dict[str, Rule] = {
     "trainer.patience": _OPTIONAL_POSITIVE_INT,
     "trainer.num_threads": _OPTIONAL_POSITIVE_INT,
     "trainer.grad_clip": (lambda v: v is None or v > 0, "null or a number > 0"),
+    "trainer.precision": (
+        lambda v: v in PRECISION_CHOICES,
+        f"one of {', '.join(PRECISION_CHOICES)}",
+    ),
     "trainer.device": (
         lambda v: isinstance(v, str) and v.split(":")[0] in DEVICE_CHOICES,
         f"one of {', '.join(DEVICE_CHOICES)} (cuda:N for a given GPU)",
@@ -92,9 +97,20 @@ def check_config(cfg: DictConfig) -> tuple[str, ...]:
         objectives = parse_objective(objective)
     except ValueError as exc:
         problems.append(str(exc))
+    if not problems:
+        problems += _hardware_problems(cfg)
     if problems:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
     return objectives
+
+
+def _hardware_problems(cfg: DictConfig) -> list[str]:
+    """Settings valid in general that this machine cannot run (cuda here, fp16 on a CPU)."""
+    try:
+        resolve_precision(cfg.trainer.precision, resolve_device(cfg.trainer.device))
+    except ValueError as exc:
+        return [str(exc)]
+    return []
 
 
 def _unknown_keys(cfg: DictConfig) -> Iterable[str]:
@@ -147,7 +163,7 @@ def _bad_values(cfg: DictConfig) -> list[str]:
             continue  # the chosen option has no such setting (e.g. adam has no momentum)
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         try:
-            valid = ok(value) if (is_number or value is None or key == "trainer.device") else False
+            valid = ok(value) if (is_number or value is None or isinstance(value, str)) else False
         except TypeError:
             valid = False
         if not valid:

@@ -30,6 +30,7 @@ class TrainerConf:
     patience: int | None = MISSING
     grad_clip: float | None = MISSING
     device: str = MISSING
+    precision: str = MISSING
     num_threads: int | None = MISSING
     channels_last: bool = MISSING
     progress: bool = MISSING

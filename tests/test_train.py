@@ -19,6 +19,7 @@ from hpo.config_checks import ConfigError
 from hpo.tracking import recording
 from hpo.tracking.runs import TrackingUnavailableError
 from hpo.training.loop import TrainingDivergedError
+from hpo.training.precision import cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCH_METRICS = (
@@ -57,6 +58,10 @@ def test_one_epoch_run_records_everything(compose_cfg, tmp_path: Path) -> None:
     assert int(run.data.params["model.num_parameters"]) == run.data.metrics["model/params"] > 0
     assert run.data.tags["hydra_overrides"] == "model.width=8"
     assert run.data.tags["device"] == "cpu"
+    # The precision `auto` resolved to, as a param and a tag; the weights stay fp32.
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert run.data.params["trainer.precision"] == "auto"
+    assert run.data.params["precision"] == run.data.tags["precision"] == expected
     assert run.data.tags["torch_version"] == torch.__version__
     assert run.data.tags["git_commit"]
 
@@ -82,8 +87,11 @@ def test_one_epoch_run_records_everything(compose_cfg, tmp_path: Path) -> None:
     splits = instantiate(cfg.data).setup()
     batches = splits.val_loader(batch_size=256, device="cpu")
     from hpo.training.loop import evaluate
+    from hpo.training.precision import resolve_precision
 
-    assert evaluate(model, batches)[1] == pytest.approx(value)
+    precision = resolve_precision(cfg.trainer.precision, torch.device("cpu"))
+    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+    assert evaluate(model, batches, precision)[1] == pytest.approx(value)
 
 
 def test_objective_can_be_loss_or_several(compose_cfg) -> None:

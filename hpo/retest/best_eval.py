@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -38,6 +38,7 @@ from hpo.tracking.runs import STUDY_TAG, TrackingUnavailableError, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.devices import configure_threads, resolve_device
 from hpo.training.loop import predict, train_one_epoch
+from hpo.training.precision import Precision, resolve_precision
 from hpo.training.seeding import seed_everything
 from models import RawPixelClassifier
 
@@ -64,6 +65,8 @@ class Retested:
     mean: float
     std: float
     source: str  # "checkpoint" or "retrain"
+    # The trial's own autocast, so the test set is scored the way validation was.
+    precision: Precision
 
 
 def best_eval(cfg: DictConfig) -> dict[str, Any]:
@@ -77,8 +80,16 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     record = load_record(settings, cfg.study, trial)
     log.info("Best trial %d (run %s): %s", trial.number, record.run_id, trial.params)
     device = resolve_device("auto")
+    # Runs recorded before trainer.precision existed trained in fp32.
+    precision = resolve_precision(
+        str(OmegaConf.select(record.config, "trainer.precision", default="fp32")), device
+    )
     configure_threads(None)
-    retested = _retrain(record, cfg.epochs, device) if cfg.retrain else _rebuild(record, device)
+    retested = (
+        _retrain(record, cfg.epochs, device, precision)
+        if cfg.retrain
+        else _rebuild(record, device, precision)
+    )
 
     log.info("Evaluating once on the test set")
     images, labels = instantiate(record.config.data).load_test()
@@ -109,7 +120,7 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _rebuild(record: TrialRecord, device: torch.device) -> Retested:
+def _rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> Retested:
     model = instantiate(record.config.model)
     try:
         model.load_state_dict(record.state_dict)
@@ -118,12 +129,13 @@ def _rebuild(record: TrialRecord, device: torch.device) -> Retested:
             f"run {record.run_id}: checkpoints/best_state_dict.pt does not fit the model of "
             f"the trial's config.yaml ({str(exc).splitlines()[0]})"
         ) from exc
-    return Retested(
-        model.to(device), float(record.meta["mean"]), float(record.meta["std"]), "checkpoint"
-    )
+    mean, std = float(record.meta["mean"]), float(record.meta["std"])
+    return Retested(model.to(device), mean, std, "checkpoint", precision)
 
 
-def _retrain(record: TrialRecord, epochs: int | None, device: torch.device) -> Retested:
+def _retrain(
+    record: TrialRecord, epochs: int | None, device: torch.device, precision: Precision
+) -> Retested:
     """Train the trial's config from scratch on all training images (train + validation)."""
     cfg = record.config
     epochs = int(epochs or cfg.trainer.epochs)
@@ -145,12 +157,14 @@ def _retrain(record: TrialRecord, epochs: int | None, device: torch.device) -> R
         channels_last=cfg.trainer.channels_last,
     )
     model = builders.model(cfg, device)
-    optimizer, scheduler, settings = builders.optimization(cfg, model, len(batches), epochs)
+    optimizer, scheduler, settings = builders.optimization(
+        cfg, model, len(batches), precision, epochs
+    )
     log.info("Retraining on all %d training images for %d epochs", len(labels), epochs)
     for epoch in range(1, epochs + 1):
         loss, acc, _ = train_one_epoch(model, batches, optimizer, scheduler, settings, epoch)
         log.info("retrain epoch %d/%d train/loss=%.4f train/acc=%.4f", epoch, epochs, loss, acc)
-    return Retested(model, mean, std, "retrain")
+    return Retested(model, mean, std, "retrain", precision)
 
 
 def _test_logits(
@@ -165,7 +179,7 @@ def _test_logits(
         shuffle=False,
         device=device,
     )
-    logits, _ = predict(retested.model, batches)
+    logits, _ = predict(retested.model, batches, retested.precision)
     return logits
 
 
@@ -225,6 +239,7 @@ def _tags(record: TrialRecord, retested: Retested) -> dict[str, str]:
         "trial_run_id": record.run_id,
         "study_parent_run_id": record.parent_run_id or "",
         "source": retested.source,
+        "precision": retested.precision.name,
         "mlflow.note.content": (
             f"Test-set retest of trial {record.trial.number} of study {record.study_name} "
             f"(trial run {record.run_id}, study run {record.parent_run_id}); "
@@ -259,6 +274,7 @@ def _summary_dict(
         "trial_run_id": record.run_id,
         "study_parent_run_id": record.parent_run_id,
         "weights": retested.source,
+        "precision": retested.precision.name,
         "val_acc": record.val_acc,
         "test": report.to_dict(),
         "baseline_test_acc": cfg.baseline_test_acc,

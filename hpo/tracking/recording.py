@@ -21,6 +21,7 @@ from hpo.tracking.figures import learning_curves, prediction_grid
 from hpo.tracking.runs import TrackedRun, flatten
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.loop import FitResult
+from hpo.training.precision import Precision
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,16 @@ PREDICTIONS_ARTIFACT = "figures/val_predictions.png"
 GRID_IMAGES = 32
 
 
-def run_tags(device: torch.device, overrides: Sequence[str]) -> dict[str, str]:
-    """Provenance of a run: code version, command-line overrides, device, library versions."""
+def run_tags(
+    device: torch.device, precision: Precision, overrides: Sequence[str]
+) -> dict[str, str]:
+    """Provenance of a run: code version, command-line overrides, device and the precision
+    it resolved to (`trainer.precision=auto` says only what was asked), library versions."""
     return {
         "git_commit": git_commit(),
         "hydra_overrides": " ".join(overrides) or "(none)",
         "device": str(device),
+        "precision": precision.name,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
@@ -68,7 +73,12 @@ def git_commit() -> str:
 
 
 def log_run_start(
-    run: TrackedRun, cfg: DictConfig, num_parameters: int, *, not_params: Collection[str] = ()
+    run: TrackedRun,
+    cfg: DictConfig,
+    num_parameters: int,
+    precision: Precision,
+    *,
+    not_params: Collection[str] = (),
 ) -> None:
     """Every resolved config value as a flat param, the config file, the parameter count.
 
@@ -78,7 +88,7 @@ def log_run_start(
     resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     settings = {k: v for k, v in resolved.items() if k not in not_params}
     run.log_params(flatten(settings))
-    run.log_params({"model.num_parameters": num_parameters})
+    run.log_params({"model.num_parameters": num_parameters, "precision": precision.name})
     run.log_metrics({"model/params": num_parameters})
     run.log_text(OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
 

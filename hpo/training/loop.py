@@ -21,6 +21,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from hpo.training.objectives import is_improvement
+from hpo.training.precision import FP32, Precision
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class TrainSettings:
     patience: int | None = None
     grad_clip: float | None = None
     progress: bool = True
+    # Autocast for forward passes and losses (training and evaluation); fp32 by default.
+    precision: Precision = FP32
 
 
 def fit(
@@ -89,9 +92,10 @@ def fit(
     best: EpochMetrics | None = None
     best_state: dict[str, torch.Tensor] = {}
     best_epoch, since_best = 0, 0
+    scaler = settings.precision.grad_scaler()  # one for the whole fit: it adapts its scale
     for epoch in range(1, settings.epochs + 1):
         metrics = _run_epoch(
-            model, train_batches, val_batches, optimizer, scheduler, settings, epoch
+            model, train_batches, val_batches, optimizer, scheduler, settings, epoch, scaler
         )
         history.append(metrics)
         log.info("epoch %d/%d %s", epoch, settings.epochs, _format(metrics))
@@ -118,14 +122,15 @@ def _run_epoch(
     scheduler: LRScheduler | None,
     settings: TrainSettings,
     epoch: int,
+    scaler: torch.amp.GradScaler | None,
 ) -> EpochMetrics:
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     train_loss, train_acc, seen = train_one_epoch(
-        model, train_batches, optimizer, scheduler, settings, epoch
+        model, train_batches, optimizer, scheduler, settings, epoch, scaler
     )
     train_seconds = time.perf_counter() - start
-    val_loss, val_acc = evaluate(model, val_batches)
+    val_loss, val_acc = evaluate(model, val_batches, settings.precision)
     return {
         "train/loss": train_loss,
         "train/acc": train_acc,
@@ -144,8 +149,13 @@ def train_one_epoch(
     scheduler: LRScheduler | None,
     settings: TrainSettings,
     epoch: int = 1,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[float, float, int]:
-    """One pass over `batches`; returns (mean loss, accuracy, images seen)."""
+    """One pass over `batches`; returns (mean loss, accuracy, images seen).
+
+    The forward pass and the loss run under `settings.precision`'s autocast; backward and
+    the optimizer step outside it. `scaler` (fp16 only) scales the loss against underflow.
+    """
     model.train()
     # Sums stay on the device; reading them every batch would force a device sync.
     loss_sum = torch.zeros((), dtype=torch.float64)
@@ -154,13 +164,11 @@ def train_one_epoch(
     total = len(batches) if isinstance(batches, Sized) else None
     with _Progress(settings.progress, f"epoch {epoch}", total) as advance:
         for step, (x, y) in enumerate(batches, start=1):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
+            with settings.precision.autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if settings.grad_clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
+            _step(model, loss, optimizer, settings.grad_clip, scaler)
             if scheduler is not None:
                 scheduler.step()
             if loss_sum.device != loss.device:
@@ -177,20 +185,48 @@ def train_one_epoch(
     return loss_sum.item() / seen, correct.item() / seen, seen
 
 
+def _step(
+    model: nn.Module,
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    grad_clip: float | None,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Backward and optimizer step, outside autocast (fp32 weights and gradients)."""
+    if scaler is None:
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    if grad_clip is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, batches: Batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels for every batch, concatenated on the CPU."""
+def predict(
+    model: nn.Module, batches: Batches, precision: Precision = FP32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits (fp32) and labels for every batch, concatenated on the CPU."""
     model.eval()
     outputs, labels = [], []
     for x, y in batches:
-        outputs.append(model(x).float().cpu())
+        with precision.autocast():
+            logits = model(x)
+        outputs.append(logits.float().cpu())
         labels.append(y.cpu())
     return torch.cat(outputs), torch.cat(labels)
 
 
-def evaluate(model: nn.Module, batches: Batches) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, batches: Batches, precision: Precision = FP32
+) -> tuple[float, float]:
     """Mean cross-entropy (no label smoothing) and accuracy over `batches`."""
-    logits, labels = predict(model, batches)
+    logits, labels = predict(model, batches, precision)
     loss = F.cross_entropy(logits, labels).item()
     acc = (logits.argmax(1) == labels).double().mean().item()
     return loss, acc

@@ -45,6 +45,9 @@ class Precision:
         return torch.amp.GradScaler(self.device_type)
 
 
+FP32 = Precision("fp32", "cpu")
+
+
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast is fast.
 
@@ -70,9 +73,7 @@ def resolve_precision(spec: str, device: torch.device) -> Precision:
     """
     kind = device.type
     if spec not in PRECISION_CHOICES:
-        raise ValueError(
-            f"trainer.precision={spec!r} is not one of {', '.join(PRECISION_CHOICES)}"
-        )
+        raise ValueError(f"trainer.precision={spec!r} is not one of {', '.join(PRECISION_CHOICES)}")
     if spec == "auto":
         if kind == "cuda":
             spec = "bf16" if torch.cuda.is_bf16_supported() else "fp32"

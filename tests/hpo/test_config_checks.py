@@ -165,3 +165,10 @@ def test_every_pair_of_model_and_optimizer_builds_and_steps(compose_cfg) -> None
         opt.step()
         changed = any(not torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
         assert changed, f"{model} + {optimizer}: one step changed no weight"
+
+
+def test_precision_this_machine_cannot_run_fails_before_training(compose_cfg) -> None:
+    with pytest.raises(ConfigError, match=r"fp16 needs a CUDA device"):
+        check_config(compose_cfg("trainer.precision=fp16", "trainer.device=cpu"))
+    with pytest.raises(ConfigError, match=r"trainer.precision='half' is invalid"):
+        check_config(compose_cfg("trainer.precision=half"))

@@ -21,6 +21,7 @@ from hpo.retest.best_trial import BestEvalError, choose_trial, load_record, load
 from hpo.tracking.registry import champion_version
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.loop import evaluate
+from hpo.training.precision import FP32, resolve_precision
 from models import RawPixelClassifier
 
 STUDY = "tiny"
@@ -140,7 +141,8 @@ def test_reloaded_checkpoint_predicts_exactly_like_the_trial(stores) -> None:
     splits = instantiate(record.config.data).setup()
     assert splits.mean == pytest.approx(record.meta["mean"])
     batches = splits.val_loader(batch_size=256, device="cpu")
-    _, acc = evaluate(model, batches)
+    precision = resolve_precision(record.config.trainer.precision, torch.device("cpu"))
+    _, acc = evaluate(model, batches, precision)
     assert acc == study.best_value  # the very accuracy the trial reported
     # The raw-pixel wrapper gives the same logits from 0-255 pixels.
     x, _ = next(iter(batches))
@@ -280,7 +282,7 @@ def test_mismatching_checkpoint_names_run_and_file(stores, monkeypatch) -> None:
         match=rf"run {record.run_id}: checkpoints/best_state_dict.pt "
         "does not fit",
     ):
-        best_eval._rebuild(record, torch.device("cpu"))
+        best_eval._rebuild(record, torch.device("cpu"), FP32)
 
 
 def test_predict_without_champion_says_run_best_eval(tmp_path, capsys) -> None:
