@@ -155,6 +155,8 @@ def _retrain(
         augment=instantiate(cfg.augmentation),
         device=device,
         channels_last=cfg.trainer.channels_last,
+        # Full batches only, as train_loader does (a partial batch slows later CPU steps).
+        drop_last=len(labels) >= cfg.trainer.batch_size,
     )
     model = builders.model(cfg, device)
     optimizer, scheduler, settings = builders.optimization(

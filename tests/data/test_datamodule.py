@@ -72,6 +72,22 @@ def test_loaders_from_splits() -> None:
 
 
 @pytest.mark.parametrize(
+    ("num_train", "batch_size", "sizes"),
+    [(70, 16, [16, 16, 16, 16]), (64, 16, [16, 16, 16, 16]), (10, 16, [10])],
+)
+def test_train_batches_are_full_unless_the_split_is_smaller(num_train, batch_size, sizes) -> None:
+    splits = SyntheticData(num_train=num_train, num_val=20).setup()
+    train = splits.train_loader(batch_size=batch_size, seed=1, augment=None, device="cpu")
+    epochs = [[y.shape[0] for _, y in train] for _ in range(3)]
+    assert epochs == [sizes] * 3
+    # Each epoch leaves out a different remainder, so over epochs every image is seen.
+    seen = torch.cat([torch.cat([x.flatten(1) for x, _ in train]) for _ in range(8)])
+    assert torch.unique(seen, dim=0).shape[0] == len(
+        torch.unique(splits.train_images.flatten(1), dim=0)
+    )
+
+
+@pytest.mark.parametrize(
     ("cls", "kwargs", "error"),
     [
         (FashionMNISTData, {"num_classes": 5}, ValueError),
