@@ -12,14 +12,13 @@ assertions: exit status is 0.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
 import time_to_accuracy
+from report import publish
 from rich.console import Console
 from rich.table import Table
 
@@ -87,10 +86,7 @@ def render(summary: dict[str, Any], console: Console) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     summary = run(args)
-    render(summary, Console() if sys.stdout.isatty() else Console(width=110))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    publish(summary, render, args.json)
     return 0
 
 

@@ -21,7 +21,6 @@ The full 20-trial version takes 40+ minutes on 2 CPU cores; a quick check:
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import subprocess
@@ -36,6 +35,7 @@ from typing import Any
 import optuna
 from cli_types import positive_int
 from optuna.trial import TrialState
+from report import publish
 from rich.console import Console
 from rich.table import Table
 
@@ -250,11 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     summary = summarize(args, results)
-    render(summary, Console())
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-        log.info("wrote %s", args.json)
+    publish(summary, render, args.json)
     return 0 if all(r.returncode == 0 for r in results) else 1
 
 

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import logging
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +39,7 @@ from cli_types import non_negative_int, positive_int
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from report import publish
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -375,12 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         # The parent trains on both cores; more workers only fight it for them.
         log.warning("--workers %s: values above 1 oversubscribe a 2-core CPU", args.workers)
     summary = run_benchmark(args)
-    # Off a terminal rich assumes 80 columns, which wraps the table in logs.
-    render(summary, Console() if sys.stdout.isatty() else Console(width=110))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-        log.info("wrote %s", args.json)
+    publish(summary, render, args.json)
     return 0
 
 

@@ -38,7 +38,6 @@ PROCESS_AGE_AT_START = _process_age()
 
 # The imports below are timed on purpose, hence not at the top of the file.
 import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
@@ -50,6 +49,7 @@ from cli_types import positive_float, positive_int  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+from report import publish  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -268,12 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print the table, optionally write JSON; always returns 0."""
     args = parse_args(argv)
     summary = measure(args)
-    # Off a terminal rich assumes 80 columns, which cuts the title in logs.
-    render(summary, Console() if sys.stdout.isatty() else Console(width=110))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2) + "\n")
-        log.info("wrote %s", args.json)
+    publish(summary, render, args.json)
     return 0
 
 
