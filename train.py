@@ -26,6 +26,7 @@ from hpo.sweep.trial_link import LINK_KEY, TrialLink, TrialPruned, TrialReporter
 from hpo.tracking import recording
 from hpo.tracking.runs import TrackedRun, TrackingUnavailableError, open_run
 from hpo.tracking.settings import TrackingSettings
+from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
 from hpo.training.loop import EpochCallback, TrainingDivergedError, fit
 from hpo.training.precision import resolve_precision
@@ -60,6 +61,7 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
     device = resolve_device(cfg.trainer.device)
     precision = resolve_precision(cfg.trainer.precision, device)
     configure_threads(cfg.trainer.num_threads, workers=link.workers if link else 1)
+    keep_freed_memory()
 
     log.info("Loading data <%s>", cfg.data._target_)
     splits = instantiate(cfg.data).setup()

@@ -49,6 +49,7 @@ from data import BatchAugment, DataSplits, FashionMNISTDataset, stratified_split
 from data.fashion_mnist import locate_files
 from hpo.paths import PROJECT_ROOT
 from hpo.schema import register_configs
+from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads
 from hpo.training.loop import TrainSettings, train_one_epoch
 from hpo.training.precision import FP32, Precision, resolve_precision
@@ -272,6 +273,7 @@ def build_pipelines(
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     """Measure every pipeline `--repeats` times and return the JSON-ready results."""
     threads = configure_threads(None)
+    keep_freed_memory()  # as train.py: the same allocator for every pipeline
     cfg = compose_config(args.augmentation)
     splits = instantiate(cfg.data).setup()
     # torchvision reads the files into memory at construction; the folder can go after that.

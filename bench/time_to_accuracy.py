@@ -56,6 +56,7 @@ from rich.table import Table  # noqa: E402
 from data import DataSplits, TensorBatchLoader  # noqa: E402
 from hpo.paths import PROJECT_ROOT  # noqa: E402
 from hpo.schema import register_configs  # noqa: E402
+from hpo.training.allocator import keep_freed_memory  # noqa: E402
 from hpo.training.devices import configure_threads, resolve_device  # noqa: E402
 from hpo.training.loop import TrainSettings, evaluate, train_one_epoch  # noqa: E402
 from hpo.training.precision import PRECISION_CHOICES, Precision, resolve_precision  # noqa: E402
@@ -140,6 +141,7 @@ def train(
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the recipe end to end and collect every figure the report needs."""
     threads = configure_threads(None)
+    keep_freed_memory()
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     log.info("training on %s (%s)", device, precision.name)

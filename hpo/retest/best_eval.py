@@ -36,6 +36,7 @@ from hpo.tracking.figures import confusion_matrices, learning_curves, prediction
 from hpo.tracking.registry import Registration, register
 from hpo.tracking.runs import STUDY_TAG, TrackingUnavailableError, open_run
 from hpo.tracking.settings import TrackingSettings
+from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
 from hpo.training.loop import predict, train_one_epoch
 from hpo.training.precision import Precision, resolve_precision
@@ -85,6 +86,7 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
         str(OmegaConf.select(record.config, "trainer.precision", default="fp32")), device
     )
     configure_threads(None)
+    keep_freed_memory()
     retested = (
         _retrain(record, cfg.epochs, device, precision)
         if cfg.retrain
