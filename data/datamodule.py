@@ -51,10 +51,11 @@ class DataSplits:
         """A shuffled, optionally augmented loader over the train split.
 
         Every batch has `batch_size` images: the remainder of an epoch's permutation is left
-        out (a different one each epoch, so no image is left out for good). On CPU, one
-        smaller batch made every later training step of the process about 20% slower
-        (measured with SeedCNN, fp32 and bf16; see bench/README.md). A split smaller than one
-        batch keeps its single partial batch.
+        out (a different one each epoch, so no image is left out for good). Steps of one
+        shape also suit the CPU allocator: with glibc's defaults, one smaller batch made every
+        later training step of the process about 20% slower (SeedCNN, fp32 and bf16; the
+        trainer now also fixes glibc's thresholds, see bench/README.md). A split smaller than
+        one batch keeps its single partial batch.
         """
         return TensorBatchLoader(
             self.train_images,
