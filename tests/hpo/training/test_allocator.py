@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[3]
 
 # Eight 7 MiB buffers live at once and freed together, as a step's activations, ten times.
 # If freed memory went back to the kernel (trimmed heap top, or per-buffer mmap), every
-# round would fault its 56 MiB in again: about 143k minor faults. With the thresholds
-# fixed, the heap keeps it and the rounds fault in nothing new. (glibc's defaults vary with
-# the heap's history: from about 1.8k to over 100k faults in the same probe.)
+# round would fault its 56 MiB in again: about 143k minor faults. With the thresholds fixed
+# the heap keeps it (0 to 1.8k faults seen, about one buffer). glibc's defaults vary with
+# the heap's history (1.8k to 107k in the same probe), so this checks the kept case only.
 _PROBE = """
 import resource, torch
 from hpo.training.allocator import keep_freed_memory
@@ -38,7 +38,7 @@ def test_freed_buffers_are_reused_without_page_faults() -> None:
     out = subprocess.run(
         [sys.executable, "-c", _PROBE], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert int(out.stdout) < 1_000
+    assert int(out.stdout) < 14_000  # under a tenth of the memory faulted in again
 
 
 class _FakeLibc:
