@@ -88,6 +88,8 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
         log.info("Training %d parameters for %d epochs", num_parameters, settings.epochs)
         if run is not None:
             recording.log_run_start(run, cfg, num_parameters, precision, not_params=(LINK_KEY,))
+            if reporter is not None:
+                reporter.record_run(run.run_id)
         result = fit(
             model,
             train_batches,

@@ -148,10 +148,12 @@ class OptunaSweeperConf:
     pruner: Any = MISSING
     # "minimize" / "maximize", or a list of them for several objectives.
     direction: Any = "minimize"
-    # An Optuna storage URL (sqlite:///..., postgresql://...); null = in memory (no resume).
+    # An Optuna storage URL (sqlite:///..., postgresql+psycopg://user@host/db); null = in
+    # memory (no resume). Keep passwords out of it (PGPASSFILE); a URL is shown masked.
     storage: str | None = None
     study_name: str | None = None
-    # The study's total of finished (complete or pruned) trials: a rerun runs only the rest.
+    # The study's total of finished (complete or pruned) trials, across all workers of the
+    # study: a rerun or another worker runs only the rest.
     n_trials: int = 20
     # Trials running at once (needs a parallel launcher such as hydra/launcher=joblib).
     n_jobs: int = 1
@@ -165,6 +167,14 @@ class OptunaSweeperConf:
     timeout: float | None = None
     # Continue a study of the same name in the storage instead of failing.
     load_if_exists: bool = True
+    # Liveness on a database storage (SQLite, PostgreSQL): each running trial's worker
+    # records a heartbeat every `heartbeat_interval` s; a trial silent for `grace_period` s
+    # (its worker was killed or lost) is failed by the next worker to ask for a trial, and
+    # its params run again up to `max_retry` times. Sized for trials of minutes: a lost
+    # trial is noticed within about 2.5 minutes, and a busy machine never misses 4 beats.
+    heartbeat_interval: int = 30
+    grace_period: int = 120
+    max_retry: int = 2
 
 
 def register_configs() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,21 +18,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import optuna
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization import matplotlib as optuna_plots
 from rich.console import Console
 from rich.table import Table
 
+from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR
 from hpo.sweep.progress import SweepProgress
 from hpo.sweep.trial_link import LINK_KEY
 from hpo.tracking import runs as tracking
 from hpo.tracking.runs import TrackedRun
 from hpo.tracking.settings import TrackingSettings
+from hpo.tracking.ui import study_runs_link
+from hpo.urls import mask_url
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
 TRIALS_ARTIFACT = "trials.csv"
+# The study's user attr naming its MLflow parent run: set once, by the worker that created
+# the study, so workers that join never create a second one.
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+# How long a joining worker waits for the creating worker to name the parent run.
+PARENT_RUN_WAIT_S = 120.0
 
 
 def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
@@ -43,25 +52,85 @@ def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
 
 
 def open_parent_run(
-    config: DictConfig, study: optuna.Study, storage: str | None
+    config: DictConfig, study: optuna.Study, storage: str | None, created: bool
 ) -> TrackedRun | None:
-    """Open (or reopen, on resume) the study's MLflow parent run."""
+    """Open the study's MLflow parent run: the worker that `created` the study opens it
+    (reopens it, for a study continued from an older store) and names it on the study; a
+    worker that joins waits for that name."""
     settings = tracking_settings(config)
     if settings is None:
         return None
     directions = ",".join(d.name.lower() for d in study.directions)
-    tags = {"optuna_storage": storage or "memory", "directions": directions}
-    return tracking.open_study_run(settings, study.study_name, tags)
+    tags = {"optuna_storage": mask_url(storage), "directions": directions}
+    run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if run_id is None and not created and not study.trials:
+        run_id = _wait_for_parent_run(study)
+    run = tracking.open_study_run(settings, study.study_name, tags, run_id=run_id)
+    if run_id is None:
+        study.set_user_attr(PARENT_RUN_ATTR, run.run_id)
+    return run
+
+
+def _wait_for_parent_run(study: optuna.Study) -> str | None:
+    """The parent run id once the creating worker has set it; None after the wait (that
+    worker died: this one opens the run instead)."""
+    log.info("Waiting for the worker that created study %r to open its run", study.study_name)
+    deadline = time.monotonic() + PARENT_RUN_WAIT_S
+    while time.monotonic() < deadline:
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+        if run_id is not None:
+            return str(run_id)
+        time.sleep(0.5)
+    log.warning("no MLflow parent run named after %.0f s: opening it here", PARENT_RUN_WAIT_S)
+    return None
 
 
 def tag_child_run(config: DictConfig | None, study_name: str, number: int, state: str) -> None:
-    """Record the trial's final Optuna state on its MLflow child run."""
+    """Record the trial's final Optuna state on its MLflow child run.
+
+    A tracking server lost mid-search costs the tag, not the search: the trial's state is
+    in the study, and the job's own run reported the error.
+    """
     settings = tracking_settings(config)
     if settings is None:
         return
-    run = tracking.find_trial_run(settings, study_name, number)
-    if run is not None:
-        run.set_tags({"trial_state": state})
+    try:
+        run = tracking.find_trial_run(settings, study_name, number)
+        if run is not None:
+            run.set_tags({"trial_state": state})
+    except Exception as exc:
+        log.warning(
+            "trial %d: could not tag its MLflow run in %s: %s",
+            number,
+            mask_url(settings.uri),
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
+
+
+def tag_retried_run(config: DictConfig | None, run_id: str | None, number: int) -> None:
+    """Point the KILLED run of a lost trial at the trial that runs its params again."""
+    settings = tracking_settings(config)
+    if settings is None or not run_id:
+        return
+    try:
+        TrackedRun(tracking.client(settings), run_id).set_tags({"retried_as_trial": number})
+    except Exception as exc:
+        log.warning("could not tag MLflow run %s as retried: %s", run_id, exc)
+
+
+def close_stale_run(config: DictConfig | None, trial: FrozenTrial, grace_period: int) -> None:
+    """End the MLflow run of a trial whose worker died: KILLED, saying why."""
+    settings = tracking_settings(config)
+    run_id = trial.user_attrs.get(RUN_ID_ATTR)
+    if settings is None or not run_id:
+        return
+    owner = trial.user_attrs.get(WORKER_ATTR, "an unknown worker")
+    why = f"worker {owner} lost: no heartbeat for over {grace_period} s; trial failed as stale"
+    try:
+        tracking.end_lost_run(settings, str(run_id), why)
+        log.info("MLflow run %s of trial %d ended KILLED", run_id, trial.number)
+    except Exception as exc:
+        log.warning("could not end MLflow run %s of trial %d: %s", run_id, trial.number, exc)
 
 
 def optimization_results(study: optuna.Study) -> dict[str, Any]:
@@ -102,8 +171,16 @@ def finish(
     log.info("Wrote %s", results_path)
     if parent is not None:
         _fill_parent(parent, study, results, results_path)
-        tracking.end_run(parent, status)
+        others = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        if others and status == "FINISHED":
+            # Other workers still run trials: the last one to finish ends the parent run.
+            log.info("%d trial(s) of other workers running: the parent run stays open", others)
+        else:
+            tracking.end_run(parent, status)
     Console().print(_summary(study, progress, results, parent))
+    if parent is not None:
+        # A line of its own, not a table cell: a cell would break the link in two.
+        Console().print(f"MLflow UI: {study_runs_link(parent)}", soft_wrap=True)
 
 
 def _fill_parent(
@@ -207,7 +284,7 @@ def _summary(
         table.add_row("best value", f"{results['best_value']:.5g} (trial {results['best_trial']})")
         table.add_row("best params", json.dumps(results["best_params"]))
     if parent is not None:
-        table.add_row("MLflow", f"parent run {parent.run_id}; browse it with `make ui`")
+        table.add_row("MLflow", f"parent run {parent.run_id}, trials nested in it (link below)")
         table.add_row(
             "next",
             f"`make best-eval STUDY={study.study_name}` retests the best trial on the test set",

@@ -2,45 +2,101 @@
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
 import optuna
 from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import FrozenTrial
+from sqlalchemy.exc import DBAPIError
 
 from hpo.paths import sqlite_database
+from hpo.urls import mask_url, redact, storage_password_from_env
+
+log = logging.getLogger(__name__)
 
 # SQLite serialises writers; parallel trials wait this long for the lock instead of failing
 # with "database is locked".
 SQLITE_LOCK_TIMEOUT_S = 60
+# Workers that start together may race to create Optuna's tables in a new database (one
+# gets "already exists"); the loser tries again this many times.
+_CREATE_ATTEMPTS = 5
+_RACE_MARKERS = ("already exists", "duplicate", "unique", "database is locked")
+
+StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 class StorageUnavailableError(RuntimeError):
     """The study storage cannot be opened."""
 
 
-def open_storage(url: str | None) -> BaseStorage:
+def open_storage(
+    url: str | None,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    on_stale: StaleCallback | None = None,
+) -> BaseStorage:
     """An Optuna storage for `url` (None = in memory).
 
+    A URL without a password gets the one the sweeper passed down to its jobs, if any
+    (`hpo.urls.STORAGE_PASSWORD_ENV`). With `heartbeat_interval`, trials beat and a trial
+    silent for `grace_period` seconds counts as stale (`on_stale` is then called).
+
     Raises:
-        StorageUnavailableError: naming the URL, the reason and the setting to fix.
+        StorageUnavailableError: naming the (masked) URL, the reason and the setting to fix.
     """
     if url is None:
         return optuna.storages.InMemoryStorage()
-    fix = "fix hydra.sweeper.storage (e.g. sqlite:///optuna.db or postgresql://user@host/db)"
+    shown = mask_url(url)
+    fix = (
+        "fix hydra.sweeper.storage (e.g. sqlite:///optuna.db or "
+        "postgresql+psycopg://user@host/db with the password in PGPASSFILE)"
+    )
     database = sqlite_database(url)
-    try:
-        if database is not None:
-            folder = database.resolve().parent
-            if not folder.is_dir():
-                raise StorageUnavailableError(
-                    f"cannot open the Optuna storage {url}: folder {folder} does not exist; {fix}"
-                )
-            return RDBStorage(
-                url, engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+    engine_kwargs: dict[str, Any]
+    if database is not None:
+        folder = database.resolve().parent
+        if not folder.is_dir():
+            raise StorageUnavailableError(
+                f"cannot open the Optuna storage {shown}: folder {folder} does not exist; {fix}"
             )
-        return optuna.storages.get_storage(url)
-    except StorageUnavailableError:
-        raise
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StorageUnavailableError(
-            f"cannot open the Optuna storage {url}: {reason}; {fix}"
-        ) from exc
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
+    else:
+        # A server may drop idle connections (restarts, firewalls): test each before use.
+        engine_kwargs = {"pool_pre_ping": True}
+    for attempt in range(1, _CREATE_ATTEMPTS + 1):
+        try:
+            return RDBStorage(
+                storage_password_from_env(url),
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=on_stale,
+            )
+        except DBAPIError as exc:
+            if attempt < _CREATE_ATTEMPTS and _is_creation_race(exc):
+                log.info("another worker is creating the storage's tables; trying again")
+                time.sleep(random.uniform(0.2, 1.0) * attempt)
+                continue
+            raise StorageUnavailableError(
+                f"cannot open the Optuna storage {shown}: {_reason(exc, url)}; {fix}"
+            ) from exc
+        except Exception as exc:
+            raise StorageUnavailableError(
+                f"cannot open the Optuna storage {shown}: {_reason(exc, url)}; {fix}"
+            ) from exc
+    raise AssertionError("unreachable")
+
+
+def _is_creation_race(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(marker in text for marker in _RACE_MARKERS)
+
+
+def _reason(exc: BaseException, url: str) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return redact(text.splitlines()[0], url) if text else type(exc).__name__

@@ -1,20 +1,27 @@
 """The Optuna sweeper: ask a trial, launch it as a Hydra job, tell the result, repeat.
 
 Registered as `hydra/sweeper=optuna` by the shim in `hydra_plugins/fmnist_hpo_sweeper/`.
-Public Optuna API only (`study.ask(fixed_distributions=...)`, `study.tell`). With a parallel
-launcher, each of `n_jobs` slots launches one trial at a time, so a pruned trial's slot gets
-the next trial at once instead of waiting for the rest of a batch.
+Public Optuna API for the study (`study.ask(fixed_distributions=...)`, `study.tell`). With a
+parallel launcher, each of `n_jobs` slots launches one trial at a time, so a pruned trial's
+slot gets the next trial at once instead of waiting for the rest of a batch.
+
+Many sweep processes (workers, on one host or many) can share one study: the first to start
+creates it, `n_trials` is the study's total, and Optuna's heartbeats (`liveness.py`) fail
+and retry the trials of a worker that died.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
+import numpy as np
 import optuna
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
@@ -24,18 +31,22 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
-from hpo.sweep import report
+from hpo.sweep import liveness, report
+from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, Heartbeat, Liveness
 from hpo.sweep.progress import SweepProgress, describe, job_outcome
 from hpo.sweep.search_space import SearchSpace, SearchSpaceError, parse_search_space, render_value
 from hpo.sweep.storage import StorageUnavailableError, open_storage
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, register_trial, unregister_trial
+from hpo.tracking.runs import TrackingUnavailableError
+from hpo.urls import STORAGE_PASSWORD_ENV, mask_url, strip_password
 
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-StudyDirectionName = Literal["minimize", "maximize"]
 DIRECTIONS = ("minimize", "maximize")
 
 
@@ -60,6 +71,9 @@ class OptunaSweeperImpl(Sweeper):
         custom_search_space: str | None = None,
         timeout: float | None = None,
         load_if_exists: bool = True,
+        heartbeat_interval: int = 30,
+        grace_period: int = 120,
+        max_retry: int = 2,
         search_space: Any = None,
     ) -> None:
         if search_space:
@@ -93,6 +107,11 @@ class OptunaSweeperImpl(Sweeper):
         if timeout is not None and timeout <= 0:
             raise ValueError(f"hydra.sweeper.timeout={timeout} must be > 0 seconds (or null)")
         self.timeout, self.load_if_exists = timeout, load_if_exists
+        self.liveness = Liveness(heartbeat_interval, grace_period, max_retry)
+        # Jobs get the storage URL without its password (it would show in Hydra's override
+        # echo and in their saved configs); the password reaches them by environment.
+        self.job_storage = strip_password(storage)[0] if storage else None
+        self.heartbeat: Heartbeat | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
@@ -111,7 +130,12 @@ class OptunaSweeperImpl(Sweeper):
         """Run the study; user errors end the process with a message, not a traceback."""
         try:
             return self._sweep(arguments)
-        except (SearchSpaceError, StorageUnavailableError, SweepFailedError) as exc:
+        except (
+            SearchSpaceError,
+            StorageUnavailableError,
+            SweepFailedError,
+            TrackingUnavailableError,
+        ) as exc:
             log.error("%s", exc)
             raise SystemExit(1) from exc
         except KeyboardInterrupt:
@@ -123,23 +147,25 @@ class OptunaSweeperImpl(Sweeper):
         space = parse_search_space(
             self.params, arguments, config=self.config, group_options=self._group_options
         )
-        study = self._open_study(space)
-        _requeue(
-            study,
-            [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING],
-            why="was left RUNNING by an interrupted sweep",
-        )
-        parent = report.open_parent_run(self.config, study, self.storage)
+        if self.storage and (password := strip_password(self.storage)[1]):
+            os.environ[STORAGE_PASSWORD_ENV] = password  # before any launcher process starts
+        study, created = self._open_study(space)
+        liveness.warn_unowned_running(study, self.storage)
+        parent = report.open_parent_run(self.config, study, self.storage, created)
         slots = self._slots()
         log.info(
-            "Study %r in %s: %d of %d trials finished; sampler %s, pruner %s, %d at once",
+            "Study %r in %s (%s it): %d of %d trials finished, %d running; sampler %s, "
+            "pruner %s, %d at once in worker %s",
             study.study_name,
-            self.storage or "memory",
+            mask_url(self.storage),
+            "created" if created else "joined",
             _finished(study),
             self.n_trials,
+            _running(study),
             type(study.sampler).__name__,
             type(study.pruner).__name__,
             slots,
+            liveness.worker_name(),
         )
         progress = SweepProgress()
         status = "FINISHED"
@@ -152,6 +178,8 @@ class OptunaSweeperImpl(Sweeper):
             status = "FAILED"
             raise
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
             sweep_dir = Path(self.config.hydra.sweep.dir)
             report.finish(study, progress, parent, sweep_dir, status)
         self._check_failures(progress)
@@ -179,7 +207,12 @@ class OptunaSweeperImpl(Sweeper):
                     else:
                         running[pool.submit(self._launch, trial, overrides)] = trial
                 if not running:
-                    return
+                    if not self._others_may_fail(study, progress):
+                        return
+                    # The budget is taken by other workers' trials: wait to see them finish,
+                    # or go stale (then this worker runs their retries).
+                    time.sleep(self.liveness.heartbeat_interval)
+                    continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     self._tell(study, running.pop(future), future.result(), progress)
@@ -193,7 +226,11 @@ class OptunaSweeperImpl(Sweeper):
     def _ask(
         self, study: optuna.Study, space: SearchSpace, parent_run_id: str | None, slots: int
     ) -> tuple[optuna.Trial, list[str]]:
-        trial = study.ask(fixed_distributions=space.distributions)
+        trial = liveness.ask(study, fixed_distributions=space.distributions)
+        # Owned from now on: a RUNNING trial without this attr is an orphan of old versions.
+        retried_run = trial.user_attrs.get(RUN_ID_ATTR)  # copied from the trial it retries
+        trial.set_user_attr(WORKER_ATTR, liveness.worker_name())
+        retry_of = _retried_trial_number(study, trial.number)
         values = {k: trial.params[k] for k in space.distributions}
         overrides = space.to_overrides(values)
         if self.custom_search_space is not None:
@@ -205,22 +242,34 @@ class OptunaSweeperImpl(Sweeper):
         if self._takes_part():
             link = TrialLink(
                 study_name=study.study_name,
-                storage=self.storage,
+                storage=self.job_storage,
                 trial_number=trial.number,
                 parent_run_id=parent_run_id,
                 workers=slots,
                 pruner=cast(dict[str, Any], OmegaConf.to_container(self.pruner_cfg, resolve=True)),
+                retry_of=retry_of,
+                retry_of_run_id=retried_run if retry_of is not None else None,
             )
             overrides.append(link.to_override())
         register_trial(trial)
         self._untold[trial.number] = trial
-        log.info("Trial %d: %s", trial.number, shown)
+        if retry_of is not None:
+            log.info("Trial %d retries trial %d: %s", trial.number, retry_of, shown)
+            report.tag_retried_run(self.config, retried_run, trial.number)
+        else:
+            log.info("Trial %d: %s", trial.number, shown)
         return trial, overrides
 
     def _launch(self, trial: optuna.Trial, overrides: Sequence[str]) -> JobReturn:
         assert self.launcher is not None
         try:
-            (result,) = self.launcher.launch([list(overrides)], initial_job_idx=trial.number)
+            if self.heartbeat is None:
+                (result,) = self.launcher.launch([list(overrides)], initial_job_idx=trial.number)
+            else:
+                with self.heartbeat.beating(trial):
+                    (result,) = self.launcher.launch(
+                        [list(overrides)], initial_job_idx=trial.number
+                    )
             return result
         finally:
             unregister_trial(trial)
@@ -233,8 +282,22 @@ class OptunaSweeperImpl(Sweeper):
             trial.set_user_attr("error", outcome.error[:2000])
             progress.errors[trial.number] = outcome.error
         values = outcome.values
-        study.tell(trial, values, state=outcome.state if values is None else None)
         self._untold.pop(trial.number, None)
+        if _state(study, trial.number) != TrialState.RUNNING:
+            # Another worker saw no heartbeat for longer than grace_period (this process was
+            # stalled) and failed it; its retry runs the same params.
+            log.warning(
+                "Trial %d finished %s, but another worker had already failed it as stale "
+                "(no heartbeat for %d s); its result is dropped. Raise "
+                "hydra.sweeper.grace_period if this machine stalls that long.",
+                trial.number,
+                outcome.state.name,
+                self.liveness.grace_period,
+            )
+            return
+        study.tell(
+            trial, values, state=outcome.state if values is None else None, skip_if_finished=True
+        )
         progress.told[trial.number] = outcome.state
         report.tag_child_run(self.config, study.study_name, trial.number, outcome.state.name)
         log.info("Trial %d %s %s", trial.number, outcome.state.name, describe(outcome))
@@ -242,13 +305,30 @@ class OptunaSweeperImpl(Sweeper):
     # --- policies -------------------------------------------------------------------------
 
     def _may_start(self, study: optuna.Study, progress: SweepProgress, running: int) -> bool:
-        if _finished(study) + running >= self.n_trials:
+        liveness.fail_stale(study)
+        # Trials running anywhere (this worker's and others') count against the study's total.
+        if _finished(study) + _running(study) >= self.n_trials:
             return False
         if self.timeout is not None and progress.seconds() > self.timeout:
             if running == 0:
                 log.info("timeout of %.0f s reached: no new trials", self.timeout)
             return False
         return not self._too_many_failures(progress)
+
+    def _others_may_fail(self, study: optuna.Study, progress: SweepProgress) -> bool:
+        """True when the study is short of `n_trials` only because of other workers' running
+        trials: if one of them dies, this worker should run its retry."""
+        if self.heartbeat is None or _finished(study) >= self.n_trials:
+            return False
+        if self.timeout is not None and progress.seconds() > self.timeout:
+            return False
+        if self._too_many_failures(progress) or _running(study) == 0:
+            return False
+        log.info(
+            "%d trial(s) of other workers still running; waiting to see them finish",
+            _running(study),
+        )
+        return True
 
     def _too_many_failures(self, progress: SweepProgress) -> bool:
         failed = progress.count(TrialState.FAIL)
@@ -267,7 +347,41 @@ class OptunaSweeperImpl(Sweeper):
 
     # --- set-up helpers -------------------------------------------------------------------
 
-    def _open_study(self, space: SearchSpace) -> optuna.Study:
+    def _open_study(self, space: SearchSpace) -> tuple[optuna.Study, bool]:
+        """The study, and whether this worker created it (exactly one worker does: the
+        storage's unique study name decides, also when workers start together)."""
+        storage = open_storage(
+            self.storage,
+            heartbeat_interval=self.liveness.heartbeat_interval,
+            grace_period=self.liveness.grace_period,
+            on_stale=liveness.stale_trial_callback(self.liveness, self._close_stale_run),
+        )
+        directions = [StudyDirection[d.upper()] for d in self.directions]
+        try:
+            study_id = storage.create_new_study(directions, self.study_name)
+            name, created = storage.get_study_name_from_id(study_id), True
+        except optuna.exceptions.DuplicatedStudyError:
+            if not self.load_if_exists:
+                raise
+            name, created = cast(str, self.study_name), False
+        study = optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=self._sampler(space, created),
+            pruner=instantiate(self.pruner_cfg),
+        )
+        if [d.name.lower() for d in study.directions] != list(self.directions):
+            raise ValueError(
+                f"study {study.study_name!r} in {mask_url(self.storage)} was created with "
+                f"directions {[d.name.lower() for d in study.directions]}, not "
+                f"{list(self.directions)}; use another hydra.sweeper.study_name or the "
+                "original direction"
+            )
+        if isinstance(storage, RDBStorage):
+            self.heartbeat = Heartbeat(storage, self.liveness.heartbeat_interval)
+        return study, created
+
+    def _sampler(self, space: SearchSpace, created: bool) -> optuna.samplers.BaseSampler:
         sampler_kwargs: dict[str, Any] = {}
         if str(self.sampler_cfg.get("_target_", "")).endswith("GridSampler"):
             sampler_kwargs["search_space"] = space.grid()
@@ -275,22 +389,17 @@ class OptunaSweeperImpl(Sweeper):
             if size < self.n_trials:
                 log.info("grid has %d points: n_trials %d -> %d", size, self.n_trials, size)
                 self.n_trials = size
-        sampler = instantiate(self.sampler_cfg, **sampler_kwargs)
-        study = optuna.create_study(
-            storage=open_storage(self.storage),
-            sampler=sampler,
-            pruner=instantiate(self.pruner_cfg),
-            study_name=self.study_name,
-            directions=cast(list[StudyDirectionName], list(self.directions)),
-            load_if_exists=self.load_if_exists,
-        )
-        if [d.name.lower() for d in study.directions] != list(self.directions):
-            raise ValueError(
-                f"study {study.study_name!r} in {self.storage} was created with directions "
-                f"{[d.name.lower() for d in study.directions]}, not {list(self.directions)}; "
-                "use another hydra.sweeper.study_name or the original direction"
-            )
-        return study
+        seed = self.sampler_cfg.get("seed")
+        if seed is not None and not created:
+            # Workers that join a study draw their own stream: with the study's seed they
+            # would all propose the same startup trials. The creator keeps the seed, so a
+            # one-worker study is reproducible.
+            sampler_kwargs["seed"] = own = _worker_seed(int(seed))
+            log.info("sampler seed %d (study seed %d, this worker's own)", own, seed)
+        return cast(optuna.samplers.BaseSampler, instantiate(self.sampler_cfg, **sampler_kwargs))
+
+    def _close_stale_run(self, trial: FrozenTrial) -> None:
+        report.close_stale_run(self.config, trial, self.liveness.grace_period)
 
     def _group_options(self, key: str) -> list[str] | None:
         assert self.hydra_context is not None
@@ -327,6 +436,28 @@ def _requeue(study: optuna.Study, trials: Sequence[Any], why: str) -> None:
 
 def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def _running(study: optuna.Study) -> int:
+    """Trials some worker is running; orphans of old versions (no owner, so no heartbeat
+    can ever clear them) are reported at start, and would otherwise hold the budget."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return sum(WORKER_ATTR in t.user_attrs for t in running)
+
+
+def _state(study: optuna.Study, number: int) -> TrialState:
+    return study.get_trials(deepcopy=False)[number].state
+
+
+def _retried_trial_number(study: optuna.Study, number: int) -> int | None:
+    """The first trial whose params this one runs again (Optuna's retry callback), or None."""
+    frozen = study.get_trials(deepcopy=False)[number]
+    return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+
+
+def _worker_seed(seed: int) -> int:
+    entropy = [seed, os.getpid(), time.time_ns() & 0xFFFFFFFF]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _done(result: JobReturn) -> Future[JobReturn]:

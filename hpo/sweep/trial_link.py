@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna import TrialPruned
 
+from hpo.sweep.liveness import RUN_ID_ATTR
 from hpo.sweep.search_space import render_value
 from hpo.sweep.storage import open_storage
 
@@ -74,6 +75,10 @@ class TrialLink:
     # The pruner's config (`_target_` and arguments): Optuna does not store the pruner with
     # the study, so a job in another process rebuilds it from here.
     pruner: dict[str, Any] | None = None
+    # Set when this trial runs again the params of a trial whose worker died: that trial's
+    # number and its (KILLED) MLflow run, so the new run links back to it.
+    retry_of: int | None = None
+    retry_of_run_id: str | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> TrialLink | None:
@@ -100,7 +105,12 @@ class TrialLink:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {"study_name": self.study_name, "trial_number": str(self.trial_number)}
+        tags = {"study_name": self.study_name, "trial_number": str(self.trial_number)}
+        if self.retry_of is not None:
+            tags["retry_of_trial"] = str(self.retry_of)
+        if self.retry_of_run_id:
+            tags["retry_of_run_id"] = self.retry_of_run_id
+        return tags
 
 
 class TrialReporter:
@@ -111,6 +121,11 @@ class TrialReporter:
         self.trial = _find_trial(link)
         # Optuna prunes single-objective studies only.
         self.enabled = len(self.trial.study.directions) == 1
+
+    def record_run(self, run_id: str) -> None:
+        """Store the trial's MLflow run id on the trial: if its worker dies, the worker that
+        finds the trial stale ends this run KILLED and the retry links back to it."""
+        self.trial.set_user_attr(RUN_ID_ATTR, run_id)
 
     def report(self, epoch: int, value: float) -> None:
         """Record `value` at step `epoch`; raise TrialPruned when the pruner says so."""

@@ -22,6 +22,7 @@ from hpo.tracking.runs import TrackedRun, flatten
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.loop import FitResult
 from hpo.training.precision import Precision
+from hpo.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,24 @@ def log_run_start(
     Top-level nodes named in `not_params` (the sweeper's trial link) stay in the config file
     but are not params: they are bookkeeping, not settings to compare runs by.
     """
-    resolved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
+    resolved = masked(cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)))
     settings = {k: v for k, v in resolved.items() if k not in not_params}
     run.log_params(flatten(settings))
     run.log_params({"model.num_parameters": num_parameters, "precision": precision.name})
     run.log_metrics({"model/params": num_parameters})
-    run.log_text(OmegaConf.to_yaml(cfg, resolve=True), CONFIG_ARTIFACT)
+    run.log_text(OmegaConf.to_yaml(OmegaConf.create(resolved)), CONFIG_ARTIFACT)
+
+
+def masked(config: Any) -> Any:
+    """`config` (a plain container) with the password of every URL in it replaced by ***:
+    a tracking or storage URL may carry one, and params and artifacts are readable by all."""
+    if isinstance(config, dict):
+        return {k: masked(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [masked(v) for v in config]
+    if isinstance(config, str) and "://" in config:
+        return mask_url(config)
+    return config
 
 
 def log_epoch(run: TrackedRun, epoch: int, metrics: dict[str, float]) -> None:
@@ -148,7 +161,7 @@ def log_training_end(
             splits.class_names,
         )
     log_run_end(run, result, meta=meta, log_checkpoint=tracking.log_checkpoint, figures=figures)
-    log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
+    log.info("Recorded MLflow run %s in %s", run.run_id, mask_url(tracking.uri))
 
 
 def run_figures(

@@ -27,6 +27,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from hpo.paths import sqlite_database
 from hpo.tracking.settings import TrackingSettings
+from hpo.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ def check_store(settings: TrackingSettings) -> None:
         TrackingUnavailableError: naming the URI, the reason and how to fix it.
     """
     uri = settings.uri
+    shown = mask_url(uri)
     parsed = urlparse(uri)
     fix = "fix tracking.uri (or MLFLOW_TRACKING_URI), or run with tracking.enabled=false"
     if parsed.scheme in ("http", "https"):
@@ -127,8 +129,8 @@ def check_store(settings: TrackingSettings) -> None:
                 response.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TrackingUnavailableError(
-                f"cannot reach the MLflow tracking server at {uri}: {exc}. "
-                f"Start the server (e.g. `make ui`), or {fix}"
+                f"cannot reach the MLflow tracking server at {shown}: {exc}. "
+                f"Start the server (`make services`, or `make ui` for the local store), or {fix}"
             ) from exc
     elif (database := sqlite_database(uri)) is not None:
         folder = database.resolve().parent
@@ -139,14 +141,30 @@ def check_store(settings: TrackingSettings) -> None:
             )
 
 
+# MLflow's experiment tag for what an experiment holds: `custom_model_development` is the
+# UI's "Machine learning" kind (runs), `genai_development` its GenAI kind (traces). MLflow
+# 3.17's UI goes by its own GenAI / Model training switch instead (see `hpo.tracking.ui`);
+# the tag still says what the experiment is to MLflow clients and UIs that read it.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+
 def experiment_id(client: MlflowClient, settings: TrackingSettings) -> str:
-    """The id of `settings.experiment`, created (with its artifact folder) when missing."""
+    """The id of `settings.experiment`, created (with its artifact folder) when missing.
+
+    The experiment is tagged as model training (`EXPERIMENT_KIND_TAG`) when created, and
+    when it exists without that tag; a kind set by someone else is left alone.
+    """
     found = client.get_experiment_by_name(settings.experiment)
     if found is not None:
+        if EXPERIMENT_KIND_TAG not in found.tags:
+            client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         return str(found.experiment_id)
     try:
         return client.create_experiment(
-            settings.experiment, artifact_location=_artifact_location(settings)
+            settings.experiment,
+            artifact_location=_artifact_location(settings),
+            tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
         )
     except MlflowException:
         # Another worker of a parallel sweep created it first.
@@ -237,11 +255,19 @@ ROLE_TAG = "sweep_role"
 
 
 def open_study_run(
-    settings: TrackingSettings, study_name: str, tags: Mapping[str, Any]
+    settings: TrackingSettings,
+    study_name: str,
+    tags: Mapping[str, Any],
+    run_id: str | None = None,
 ) -> TrackedRun:
-    """The study's parent run: reopened when a rerun continues the study, else created."""
+    """The study's parent run: `run_id`, or the one found by its tags when a rerun continues
+    the study, else a new one."""
     check_store(settings)
     client = MlflowClient(tracking_uri=settings.uri)
+    if run_id is not None:
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        log.info("Joined MLflow parent run %s of study %r", run_id, study_name)
+        return TrackedRun(client, run_id)
     exp_id = experiment_id(client, settings)
     found = client.search_runs(
         [exp_id],
@@ -266,6 +292,21 @@ def open_study_run(
 def end_run(run: TrackedRun, status: str = "FINISHED") -> None:
     """Mark `run` ended with MLflow status `status` (FINISHED, FAILED, KILLED)."""
     run.client.set_terminated(run.run_id, status)
+
+
+def client(settings: TrackingSettings) -> MlflowClient:
+    """A client of the tracking store `settings` names."""
+    return MlflowClient(tracking_uri=settings.uri)
+
+
+def end_lost_run(settings: TrackingSettings, run_id: str, why: str) -> None:
+    """End the run of a trial whose process died (it cannot end the run itself): KILLED,
+    with `why` as its `error` tag. A run that already ended keeps its status."""
+    client = MlflowClient(tracking_uri=settings.uri)
+    if client.get_run(run_id).info.status != RunStatus.to_string(RunStatus.RUNNING):
+        return
+    client.set_tag(run_id, "error", why)
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
 
 
 def find_trial_run(settings: TrackingSettings, study_name: str, number: int) -> TrackedRun | None:

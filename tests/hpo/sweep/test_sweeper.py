@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -128,23 +129,61 @@ def test_rerun_resumes_to_n_trials_without_duplicates(sweep, monkeypatch) -> Non
     assert len([r for r in runs if "trial_number" in r.data.tags]) == 3
 
 
-def test_trial_left_running_by_a_crash_is_failed_and_rerun(sweep, monkeypatch) -> None:
+SPACE = {
+    "model.dropout": optuna.distributions.FloatDistribution(0, 0.5),
+    "optimizer.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
+}
+# Heartbeats fast enough for a test: a lost trial is stale after 2 s.
+FAST_BEATS = ("hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2")
+
+
+def test_running_trial_without_heartbeat_is_reported_not_failed(sweep, monkeypatch, capfd) -> None:
+    # A RUNNING trial with no owner (what versions before heartbeats left after a crash):
+    # no heartbeat can ever clear it, so it is reported with the command that does, never
+    # failed on a guess (it may be running somewhere), and it does not hold the budget.
     assert sweep.run(n_trials=1, monkeypatch=monkeypatch) == 0
+    orphan = sweep.study().ask(SPACE)
+    assert sweep.run(*FAST_BEATS, n_trials=2, monkeypatch=monkeypatch) == 0
     study = sweep.study()
-    stale = study.ask(
-        {
-            "model.dropout": optuna.distributions.FloatDistribution(0, 0.5),
-            "optimizer.lr": optuna.distributions.FloatDistribution(1e-3, 1e-2, log=True),
-        }
-    )
-    assert sweep.run(n_trials=2, monkeypatch=monkeypatch) == 0
+    assert study.trials[orphan.number].state == TrialState.RUNNING
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 2
+    output = _output(capfd)
+    assert f"trial {orphan.number} of study 'test-study' is RUNNING but has no heartbeat" in output
+    assert f"optuna tell --storage '{sweep.storage}' --study-name 'test-study' " in output
+    assert f"--trial-number {orphan.number} --state fail" in output
+
+
+def test_trial_of_a_dead_worker_is_failed_retried_and_its_run_killed(sweep, monkeypatch) -> None:
+    # A worker asked a trial, opened its MLflow run and died: its last heartbeat is old.
+    assert sweep.run(n_trials=1, monkeypatch=monkeypatch) == 0
+    storage = optuna.storages.RDBStorage(sweep.storage, heartbeat_interval=1, grace_period=2)
+    study = optuna.load_study(study_name=sweep.study_name, storage=storage)
+    with pytest.warns(UserWarning, match="supposed to be used with Study.optimize"):
+        lost = study.ask(SPACE)
+    client, _ = sweep.runs()
+    experiment = client.get_experiment_by_name("fashion-mnist").experiment_id
+    lost_run = client.create_run(experiment, tags={"trial_number": str(lost.number)}).info.run_id
+    lost.set_user_attr("worker", "gone-host:1")
+    lost.set_user_attr("mlflow_run_id", lost_run)
+    storage.record_heartbeat(lost._trial_id)
+    time.sleep(2.5)
+
+    assert sweep.run(*FAST_BEATS, n_trials=3, monkeypatch=monkeypatch) == 0
     study = sweep.study()
-    assert study.trials[stale.number].state == TrialState.FAIL
-    assert TrialState.RUNNING not in _states(study)
-    finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
-    assert len(finished) == 2
-    rerun = [t for t in finished if t.user_attrs.get("requeued_from") == stale.number]
-    assert len(rerun) == 1 and rerun[0].params == stale.params
+    assert study.trials[lost.number].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retries) == 1 and retries[0].params == lost.params
+    assert retries[0].state == TrialState.COMPLETE
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    killed = client.get_run(lost_run)
+    assert killed.info.status == "KILLED"
+    assert "gone-host:1" in killed.data.tags["error"]
+    assert killed.data.tags["retried_as_trial"] == str(retries[0].number)
+    _, runs = sweep.runs()
+    retry_run = next(r for r in runs if r.info.run_id == retries[0].user_attrs["mlflow_run_id"])
+    assert retry_run.data.tags["retry_of_trial"] == str(lost.number)
+    assert retry_run.data.tags["retry_of_run_id"] == lost_run
+    assert retry_run.info.status == "FINISHED"
 
 
 def test_pruned_trial_stops_early(sweep, monkeypatch) -> None:
