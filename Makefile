@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep best-eval predict train test test-fast test-slow lint format ui bench clean
+.PHONY: help install data sweep best-eval predict train test test-fast test-slow lint format ui dashboard services services-stop bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -67,8 +67,21 @@ test-slow: data ## Slow end-to-end tests on the real data
 
 test: lint test-fast test-slow ## Everything CI runs: lint, fast tests, slow tests
 
-ui: install ## MLflow UI for the project's tracking store on http://127.0.0.1:5000
+ui: install ## MLflow UI for the project's tracking store on http://127.0.0.1:5000 (prints the runs link)
+	@$(PY) -m hpo.tracking.ui tracking.uri=sqlite:///$(CURDIR)/mlflow.db
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+# The default sweep's storage (conf/hydra/sweeper/optuna.yaml); STORAGE= picks another.
+dashboard: STORAGE ?= sqlite:///$(CURDIR)/optuna.db
+dashboard: install ## Optuna dashboard for the study storage on http://127.0.0.1:8080 (STORAGE=)
+	@echo "Optuna dashboard on http://127.0.0.1:8080 (Ctrl-C stops it)"
+	@$(VENV)/bin/optuna-dashboard '$(STORAGE)' --host 127.0.0.1 --port 8080
+
+services: install ## Start local PostgreSQL + MLflow server in .services/ (HOST=0.0.0.0 opens them)
+	$(PY) -m hpo.services start $(if $(HOST),--host $(HOST))
+
+services-stop: install ## Stop the services of `make services` (keeps their data)
+	$(PY) -m hpo.services stop
 
 bench: data ## Throughput, time-to-accuracy and memory benchmarks on the real data
 	$(PY) bench/throughput.py

@@ -92,6 +92,20 @@ def test_arrows_between_rooms_run_one_way() -> None:
     assert not wrong, "\n".join(wrong)
 
 
+def test_services_stand_apart_from_the_rooms() -> None:
+    """`make services` starts servers; it must not drag in training, tracking or sweeps, and
+    no room depends on it (workers only get URLs)."""
+    wrong = []
+    for module, targets in _hpo_graph().items():
+        services = module.startswith("hpo.services")
+        for target in targets:
+            if services and _room(target) is not None:
+                wrong.append(f"{module} imports {target}")
+            if not services and target.startswith("hpo.services"):
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_training_imports_no_framework() -> None:
     bad = [
         f"{path.relative_to(ROOT)} imports {name}"

@@ -1,0 +1,185 @@
+"""Several sweep processes on one study, and workers killed with SIGKILL mid-trial.
+
+Real processes (`python train.py -m hydra/sweeper=optuna`), real stores: SQLite here, and
+PostgreSQL with an MLflow server in `test_workers_services.py`. Marked slow: each worker
+process imports torch and MLflow (seconds), and a lost trial is noticed after the grace
+period.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[3]
+TINY = (
+    "data=synthetic",
+    "trainer.epochs=2",
+    "model.width=8",
+    "model.depth=2",
+    "trainer.batch_size=64",
+    "trainer.num_threads=1",
+    "trainer.progress=false",
+    "hydra.sweeper.params={model.dropout: 'interval(0.0, 0.5)', "
+    "optimizer.lr: 'tag(log, interval(1e-3, 1e-2))'}",
+    # A lost trial is stale after 3 s.
+    "hydra.sweeper.heartbeat_interval=1",
+    "hydra.sweeper.grace_period=3",
+)
+STUDY = "workers-study"
+
+
+class Workers:
+    """Starts sweep processes on one study; reads back the study and its MLflow runs."""
+
+    def __init__(
+        self, tmp: Path, storage: str, tracking: str, env: Mapping[str, str] | None = None
+    ) -> None:
+        self.tmp, self.storage, self.tracking = tmp, storage, tracking
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.logs: list[Path] = []
+
+    def start(self, n_trials: int, *extra: str) -> subprocess.Popen[bytes]:
+        index = len(self.logs)
+        log = self.tmp / f"worker-{index}.log"
+        self.logs.append(log)
+        command = [
+            sys.executable,
+            "train.py",
+            "-m",
+            "hydra/sweeper=optuna",
+            *TINY,
+            f"hydra.sweeper.storage={self.storage}",
+            f"hydra.sweeper.study_name={STUDY}",
+            f"hydra.sweeper.n_trials={n_trials}",
+            f"tracking.uri={self.tracking}",
+            f"hydra.sweep.dir={self.tmp}/multirun-{index}",
+            *extra,
+        ]
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait(self, processes: Sequence[subprocess.Popen[bytes]], timeout: float = 300) -> None:
+        for process in processes:
+            code = process.wait(timeout=timeout)
+            assert code == 0, f"worker exited {code}:\n{self.output()}"
+
+    def output(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self.logs)
+
+    def study(self) -> optuna.Study:
+        return optuna.load_study(study_name=STUDY, storage=self._storage_for_reading())
+
+    def _storage_for_reading(self) -> optuna.storages.BaseStorage:
+        # Read with the same credentials the workers got (PGPASSFILE in env).
+        saved = dict(os.environ)
+        os.environ.update(self.env)
+        try:
+            return optuna.storages.RDBStorage(self.storage)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def runs(self) -> tuple[MlflowClient, list]:
+        client = MlflowClient(tracking_uri=self.tracking)
+        experiment = client.get_experiment_by_name("fashion-mnist")
+        return client, client.search_runs([experiment.experiment_id], max_results=1000)
+
+
+def assert_study_complete(workers: Workers, n_trials: int, n_workers: int) -> None:
+    """n_trials finished (at most workers-1 over), one parent run, one child run per trial."""
+    study = workers.study()
+    states = [t.state for t in study.trials]
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert n_trials <= len(finished) <= n_trials + n_workers - 1, states
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
+    _, runs = workers.runs()
+    parents = [r for r in runs if r.data.tags.get("sweep_role") == "study"]
+    assert len(parents) == 1, [r.info.run_name for r in parents]
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    numbers = sorted(int(r.data.tags["trial_number"]) for r in children)
+    assert numbers == sorted(t.number for t in study.trials if t.user_attrs.get("mlflow_run_id"))
+    assert len(numbers) == len(set(numbers)), "a trial has two runs"
+    by_id = {r.info.run_id: r for r in children}
+    for trial in finished:
+        run = by_id[trial.user_attrs["mlflow_run_id"]]
+        assert run.data.tags["trial_state"] == trial.state.name
+        assert run.info.status == "FINISHED"
+
+
+def kill_mid_trial(
+    workers: Workers, worker: subprocess.Popen[bytes], timeout: float = 240
+) -> optuna.trial.FrozenTrial:
+    """SIGKILL `worker` once one of its trials runs with its MLflow run open."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, f"worker ended before the kill:\n{workers.output()}"
+        try:
+            running = workers.study().get_trials(states=(TrialState.RUNNING,))
+        except Exception:  # the study or its tables do not exist yet
+            running = []
+        mine = [t for t in running if t.user_attrs.get("worker", "").endswith(f":{worker.pid}")]
+        if mine and "mlflow_run_id" in mine[0].user_attrs:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+            return mine[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no trial of worker {worker.pid} started:\n{workers.output()}")
+
+
+def assert_retried_after_kill(workers: Workers, lost: optuna.trial.FrozenTrial) -> None:
+    study = workers.study()
+    assert study.trials[lost.number].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retries) == 1, [(t.number, t.state) for t in study.trials]
+    assert retries[0].params == lost.params
+    assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    client, _ = workers.runs()
+    killed = client.get_run(lost.user_attrs["mlflow_run_id"])
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags["retried_as_trial"] == str(retries[0].number)
+    retry_run = client.get_run(retries[0].user_attrs["mlflow_run_id"])
+    assert retry_run.data.tags["retry_of_run_id"] == killed.info.run_id
+
+
+@pytest.fixture
+def sqlite_workers(tmp_path: Path) -> Workers:
+    return Workers(tmp_path, f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def test_two_workers_on_sqlite_share_one_study(sqlite_workers: Workers) -> None:
+    # Started together on a new database: one creates the study, tables and parent run.
+    first, second = sqlite_workers.start(6), sqlite_workers.start(6)
+    sqlite_workers.wait([first, second])
+    assert_study_complete(sqlite_workers, n_trials=6, n_workers=2)
+    owners = {t.user_attrs["worker"] for t in sqlite_workers.study().trials}
+    assert len(owners) == 2, f"one worker ran every trial:\n{sqlite_workers.output()}"
+    output = sqlite_workers.output()
+    assert "Traceback" not in output and "database is locked" not in output
+    assert output.count("(created it)") == 1 and output.count("(joined it)") == 1
+
+
+def test_killed_worker_trial_is_retried_by_a_rerun_on_sqlite(sqlite_workers: Workers) -> None:
+    worker = sqlite_workers.start(3, "trainer.epochs=6")
+    lost = kill_mid_trial(sqlite_workers, worker)
+    # The same command again: the lost trial counts as running while its heartbeat is
+    # fresh, then goes stale; the rerun fails it, ends its run KILLED and runs its params.
+    sqlite_workers.wait([sqlite_workers.start(3)])
+    assert_retried_after_kill(sqlite_workers, lost)
+    assert_study_complete(sqlite_workers, n_trials=3, n_workers=1)
