@@ -13,13 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow import MlflowClient
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -41,14 +43,30 @@ TINY = (
 STUDY = "workers-study"
 
 
+@dataclass
+class StudyView:
+    """The study's trials as read at one moment."""
+
+    trials: list[FrozenTrial]
+
+    def get_trials(self, states: Sequence[TrialState]) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state in states]
+
+
 class Workers:
     """Starts sweep processes on one study; reads back the study and its MLflow runs."""
 
     def __init__(
-        self, tmp: Path, storage: str, tracking: str, env: Mapping[str, str] | None = None
+        self,
+        tmp: Path,
+        storage: str,
+        tracking: str,
+        env: Mapping[str, str] | None = None,
+        study: str = STUDY,
     ) -> None:
-        self.tmp, self.storage, self.tracking = tmp, storage, tracking
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.tmp, self.storage, self.tracking, self.study_name = tmp, storage, tracking, study
+        self.client_env = dict(env or {})
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.client_env}
         self.logs: list[Path] = []
 
     def start(self, n_trials: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -62,7 +80,7 @@ class Workers:
             "hydra/sweeper=optuna",
             *TINY,
             f"hydra.sweeper.storage={self.storage}",
-            f"hydra.sweeper.study_name={STUDY}",
+            f"hydra.sweeper.study_name={self.study_name}",
             f"hydra.sweeper.n_trials={n_trials}",
             f"tracking.uri={self.tracking}",
             f"hydra.sweep.dir={self.tmp}/multirun-{index}",
@@ -81,23 +99,37 @@ class Workers:
     def output(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self.logs)
 
-    def study(self) -> optuna.Study:
-        return optuna.load_study(study_name=STUDY, storage=self._storage_for_reading())
-
-    def _storage_for_reading(self) -> optuna.storages.BaseStorage:
-        # Read with the same credentials the workers got (PGPASSFILE in env).
+    @contextmanager
+    def credentials(self) -> Iterator[None]:
+        """The workers' credentials (PGPASSFILE, MLflow login) in this process's env."""
         saved = dict(os.environ)
-        os.environ.update(self.env)
+        os.environ.update(self.client_env)
         try:
-            return optuna.storages.RDBStorage(self.storage)
+            yield
         finally:
             os.environ.clear()
             os.environ.update(saved)
 
+    def study(self) -> StudyView:
+        with self.credentials():
+            storage = optuna.storages.RDBStorage(self.storage)
+            try:
+                study = optuna.load_study(study_name=self.study_name, storage=storage)
+                return StudyView(study.get_trials())
+            finally:
+                storage.engine.dispose()  # no pooled connection outlives the read
+
     def runs(self) -> tuple[MlflowClient, list]:
-        client = MlflowClient(tracking_uri=self.tracking)
-        experiment = client.get_experiment_by_name("fashion-mnist")
-        return client, client.search_runs([experiment.experiment_id], max_results=1000)
+        """A client (use it inside `credentials()`) and the study's runs."""
+        with self.credentials():
+            client = MlflowClient(tracking_uri=self.tracking)
+            experiment = client.get_experiment_by_name("fashion-mnist")
+            runs = client.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.study_name = '{self.study_name}'",
+                max_results=1000,
+            )
+        return client, runs
 
 
 def assert_study_complete(workers: Workers, n_trials: int, n_workers: int) -> None:
@@ -125,7 +157,7 @@ def assert_study_complete(workers: Workers, n_trials: int, n_workers: int) -> No
 
 def kill_mid_trial(
     workers: Workers, worker: subprocess.Popen[bytes], timeout: float = 240
-) -> optuna.trial.FrozenTrial:
+) -> FrozenTrial:
     """SIGKILL `worker` once one of its trials runs with its MLflow run open."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -143,18 +175,19 @@ def kill_mid_trial(
     raise AssertionError(f"no trial of worker {worker.pid} started:\n{workers.output()}")
 
 
-def assert_retried_after_kill(workers: Workers, lost: optuna.trial.FrozenTrial) -> None:
+def assert_retried_after_kill(workers: Workers, lost: FrozenTrial) -> None:
     study = workers.study()
     assert study.trials[lost.number].state == TrialState.FAIL
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
     assert len(retries) == 1, [(t.number, t.state) for t in study.trials]
     assert retries[0].params == lost.params
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    client, _ = workers.runs()
-    killed = client.get_run(lost.user_attrs["mlflow_run_id"])
+    _, runs = workers.runs()
+    by_id = {r.info.run_id: r for r in runs}
+    killed = by_id[lost.user_attrs["mlflow_run_id"]]
     assert killed.info.status == "KILLED"
     assert killed.data.tags["retried_as_trial"] == str(retries[0].number)
-    retry_run = client.get_run(retries[0].user_attrs["mlflow_run_id"])
+    retry_run = by_id[retries[0].user_attrs["mlflow_run_id"]]
     assert retry_run.data.tags["retry_of_run_id"] == killed.info.run_id
 
 
