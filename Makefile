@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install data sweep best-eval predict train test test-fast test-slow lint format ui dashboard services services-stop bench clean
+
+.PHONY: help install data sweep worker best-eval predict train test test-fast test-slow lint format ui dashboard services services-stop bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -82,6 +83,16 @@ services: install ## Start local PostgreSQL + MLflow server in .services/ (HOST=
 
 services-stop: install ## Stop the services of `make services` (keeps their data)
 	$(PY) -m hpo.services stop
+
+# One more sweep process on a shared study, from any host (`make services` prints the URLs;
+# run `source .services/env` or copy its credentials first). Not echoed: a URL may hold a
+# password, and the sweeper logs it masked.
+worker: data ## Join a study as one more worker: make worker STORAGE=<optuna URL> TRACKING=<mlflow URL> [ARGS=]
+	@[ -n "$(STORAGE)" ] && [ -n "$(TRACKING)" ] || { \
+	  echo "usage: make worker STORAGE=<Optuna storage URL> TRACKING=<MLflow tracking URL> [ARGS=...]"; \
+	  echo "       (make services prints both; same study settings as make sweep unless ARGS says)"; exit 2; }
+	@$(PY) train.py -m hydra/sweeper=optuna 'hydra.sweeper.storage=$(STORAGE)' 'tracking.uri=$(TRACKING)' \
+	  "hydra.sweep.dir=multirun/workers/$$(hostname)-$$$$" $(ARGS)
 
 bench: data ## Throughput, time-to-accuracy and memory benchmarks on the real data
 	$(PY) bench/throughput.py

@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DIRECTIONS = ("minimize", "maximize")
+# How often a worker waiting on other workers' trials looks at the study again.
+OTHERS_POLL_S = 5
 
 
 class SweepFailedError(RuntimeError):
@@ -211,7 +214,7 @@ class OptunaSweeperImpl(Sweeper):
                         return
                     # The budget is taken by other workers' trials: wait to see them finish,
                     # or go stale (then this worker runs their retries).
-                    time.sleep(self.liveness.heartbeat_interval)
+                    time.sleep(min(self.liveness.heartbeat_interval, OTHERS_POLL_S))
                     continue
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
@@ -452,7 +455,9 @@ def _state(study: optuna.Study, number: int) -> TrialState:
 def _retried_trial_number(study: optuna.Study, number: int) -> int | None:
     """The first trial whose params this one runs again (Optuna's retry callback), or None."""
     frozen = study.get_trials(deepcopy=False)[number]
-    return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
 
 
 def _worker_seed(seed: int) -> int:
