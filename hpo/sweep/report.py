@@ -170,17 +170,36 @@ def finish(
     results_path.write_text(OmegaConf.to_yaml(OmegaConf.create(results)))
     log.info("Wrote %s", results_path)
     if parent is not None:
-        _fill_parent(parent, study, results, results_path)
-        others = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if others and status == "FINISHED":
-            # Other workers still run trials: the last one to finish ends the parent run.
-            log.info("%d trial(s) of other workers running: the parent run stays open", others)
-        else:
-            tracking.end_run(parent, status)
+        try:
+            _fill_parent(parent, study, results, results_path)
+            others = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            if others and status == "FINISHED":
+                # Other workers still run trials: the last one to finish ends the parent run.
+                log.info("%d trial(s) of other workers running: the parent run stays open", others)
+            else:
+                tracking.end_run(parent, status)
+        except Exception as exc:
+            # The study and the results file hold everything; the next run (or worker)
+            # to finish fills the parent run again.
+            log.error(
+                "could not record the study on its MLflow parent run %s: %s; the results are "
+                "in %s and the study storage",
+                parent.run_id,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                results_path,
+            )
     Console().print(_summary(study, progress, results, parent))
     if parent is not None:
+        try:
+            link = study_runs_link(parent)
+        except Exception as exc:  # the tracking server is gone: the summary still prints
+            log.warning(
+                "no MLflow UI link: %s",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+            )
+            return
         # A line of its own, not a table cell: a cell would break the link in two.
-        Console().print(f"MLflow UI: {study_runs_link(parent)}", soft_wrap=True)
+        Console().print(f"MLflow UI: {link}", soft_wrap=True)
 
 
 def _fill_parent(

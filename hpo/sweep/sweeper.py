@@ -12,6 +12,7 @@ and retry the trials of a worker that died.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -43,7 +44,7 @@ from hpo.sweep.search_space import SearchSpace, SearchSpaceError, parse_search_s
 from hpo.sweep.storage import StorageUnavailableError, open_storage
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, register_trial, unregister_trial
 from hpo.tracking.runs import TrackingUnavailableError
-from hpo.urls import STORAGE_PASSWORD_ENV, mask_url, strip_password
+from hpo.urls import STORAGE_PASSWORD_ENV, mask_url, redact, strip_password
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,9 @@ class OptunaSweeperImpl(Sweeper):
     ) -> None:
         self.config, self.hydra_context = config, hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
-            config=config, hydra_context=hydra_context, task_function=task_function
+            config=_without_storage_password(config, self.storage),
+            hydra_context=hydra_context,
+            task_function=task_function,
         )
 
     # --- the sweep ------------------------------------------------------------------------
@@ -435,6 +438,23 @@ def _requeue(study: optuna.Study, trials: Sequence[Any], why: str) -> None:
         if trial.params:
             study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": number})
         log.warning("trial %d %s: marked FAIL, its params queued to run again", number, why)
+
+
+def _without_storage_password(config: DictConfig, storage: str | None) -> DictConfig:
+    """The config the launcher builds jobs from, with the storage password masked.
+
+    Hydra saves each job's `hydra` node (`.hydra/hydra.yaml`, with the command line's
+    overrides) in its output folder; jobs never read the sweeper's storage from there (the
+    trial link carries it), so the secret need not be written next to every trial.
+    """
+    password = strip_password(storage)[1] if storage else None
+    if not password:
+        return config
+    clean = copy.deepcopy(config)
+    with read_write(clean.hydra), open_dict(clean.hydra):
+        clean.hydra.sweeper.storage = mask_url(storage)
+        clean.hydra.overrides.hydra = [redact(o, storage) for o in clean.hydra.overrides.hydra]
+    return clean
 
 
 def _finished(study: optuna.Study) -> int:

@@ -210,10 +210,25 @@ def open_run(
         client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.KILLED))
         raise
     except BaseException as exc:
-        tracked.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
-        client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FAILED))
+        try:
+            tracked.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+            client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FAILED))
+        except Exception as lost:
+            # The store itself is gone (a tracking server lost mid-training): the original
+            # error is what the caller must see; this one only explains the open run.
+            log.warning(
+                "could not mark MLflow run %s FAILED in %s: %s",
+                tracked.run_id,
+                mask_url(settings.uri),
+                _first_line(lost),
+            )
         raise
     client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

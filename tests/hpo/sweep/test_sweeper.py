@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -284,6 +285,34 @@ def test_unusable_storage_fails_at_once(sweep, monkeypatch, capfd) -> None:
     bad = f"sqlite:///{sweep.tmp}/missing/folder/optuna.db"
     assert sweep.run(f"hydra.sweeper.storage={bad}", monkeypatch=monkeypatch) == 1
     assert f"cannot open the Optuna storage {bad}" in _output(capfd)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends
+
+
+def test_unreachable_postgresql_fails_at_once_with_the_password_masked(
+    sweep, monkeypatch, capfd
+) -> None:
+    url = f"postgresql+psycopg://fmnist:s3cret-pw@127.0.0.1:{_closed_port()}/optuna"
+    assert sweep.run(f"hydra.sweeper.storage={url}", monkeypatch=monkeypatch) == 1
+    output = _output(capfd)
+    assert "cannot open the Optuna storage postgresql+psycopg://fmnist:***@127.0.0.1:" in output
+    assert "Connection refused" in output or "connection failed" in output
+    assert "s3cret-pw" not in output
+
+
+def test_unreachable_tracking_server_stops_the_sweep_before_any_trial(
+    sweep, monkeypatch, capfd
+) -> None:
+    server = f"http://user:s3cret-pw@127.0.0.1:{_closed_port()}"
+    assert sweep.run(f"tracking.uri={server}", monkeypatch=monkeypatch) == 1
+    output = _output(capfd)
+    assert "cannot reach the MLflow tracking server at http://user:***@127.0.0.1:" in output
+    assert "s3cret-pw" not in output
+    assert sweep.study().trials == []
 
 
 def test_plugin_is_discovered() -> None:

@@ -6,6 +6,7 @@ PostgreSQL. Without it these tests fail (they do not skip).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from optuna.trial import TrialState
 from test_workers import (
     Workers,
     assert_retried_after_kill,
@@ -85,3 +87,44 @@ def test_killed_worker_trial_is_retried_by_the_other_worker(
     assert f"trial {lost.number} (run by {lost.user_attrs['worker']}) sent no heartbeat" in (
         survivor_log
     )
+
+
+def _with_password(url: str, password: str) -> str:
+    return url.replace("fmnist@", f"fmnist:{password}@", 1)
+
+
+def test_wrong_database_password_is_a_clear_error_with_the_password_masked(
+    tmp_path: Path, services: ServiceInfo
+) -> None:
+    env = {k: v for k, v in services.env.items() if k != "PGPASSFILE"}
+    storage = _with_password(services.storage_url, "not-the-password")
+    workers = Workers(tmp_path, storage, services.tracking_url, env, study="pg-wrong")
+    worker = workers.start(1)
+    assert worker.wait(timeout=120) == 1
+    output = workers.output()
+    assert "cannot open the Optuna storage postgresql+psycopg://fmnist:***@127.0.0.1:" in output
+    assert 'password authentication failed for user "fmnist"' in output
+    assert "not-the-password" not in output and "Traceback" not in output
+
+
+def test_password_in_the_url_reaches_trials_in_other_processes_masked(
+    tmp_path: Path, services: ServiceInfo
+) -> None:
+    # No PGPASSFILE: the password is in the URL. Trials run in joblib worker processes,
+    # which reach the study with the URL the sweeper passed without its password.
+    password = _secrets(services)[0]
+    env = {k: v for k, v in services.env.items() if k != "PGPASSFILE"}
+    storage = _with_password(services.storage_url, password)
+    workers = Workers(tmp_path, storage, services.tracking_url, env, study="pg-url-password")
+    workers.wait([workers.start(2, "hydra/launcher=joblib", "hydra.launcher.n_jobs=1")])
+    with workers.credentials():
+        os.environ["PGPASSFILE"] = services.env["PGPASSFILE"]
+        finished = workers.study().get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(finished) == 2 and all(t.intermediate_values for t in finished)
+    written = [workers.output()] + [
+        p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()
+    ]
+    _, runs = workers.runs()
+    recorded = [str(r.data.params) + str(r.data.tags) for r in runs]
+    assert not any(password in text for text in written + recorded)
+    assert "fmnist:***@" in workers.output()
