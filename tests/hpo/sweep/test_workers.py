@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,9 +38,9 @@ TINY = (
     "trainer.progress=false",
     "hydra.sweeper.params={model.dropout: 'interval(0.0, 0.5)', "
     "optimizer.lr: 'tag(log, interval(1e-3, 1e-2))'}",
-    # A lost trial is stale after 3 s.
+    # A lost trial is stale after 5 s (a margin for beats delayed on a busy 2-core machine).
     "hydra.sweeper.heartbeat_interval=1",
-    "hydra.sweeper.grace_period=3",
+    "hydra.sweeper.grace_period=5",
 )
 STUDY = "workers-study"
 
@@ -216,3 +218,79 @@ def test_killed_worker_trial_is_retried_by_a_rerun_on_sqlite(sqlite_workers: Wor
     sqlite_workers.wait([sqlite_workers.start(3)])
     assert_retried_after_kill(sqlite_workers, lost)
     assert_study_complete(sqlite_workers, n_trials=3, n_workers=1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_tracking_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    mlflow = Path(sys.executable).parent / "mlflow"
+    with (tmp / "server.log").open("wb") as log:
+        server = _popen_server(mlflow, tmp, port, log)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            time.sleep(0.5)
+    os.killpg(server.pid, signal.SIGKILL)
+    raise AssertionError((tmp / "server.log").read_text())
+
+
+def _popen_server(mlflow: Path, tmp: Path, port: int, log: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            str(mlflow),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp}/server.db",
+            "--artifacts-destination",
+            str(tmp / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_tracking_server_lost_mid_search_fails_the_trial_with_its_url(tmp_path: Path) -> None:
+    port = _free_port()
+    server = _start_tracking_server(tmp_path, port)
+    url = f"http://127.0.0.1:{port}"
+    # MLflow retries a lost server for minutes by default; the message is the same sooner.
+    env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+    workers = Workers(tmp_path, f"sqlite:///{tmp_path}/optuna.db", url, env)
+    worker = workers.start(3, "trainer.epochs=30", "hydra.sweeper.max_failure_rate=0.0")
+    try:
+        deadline = time.monotonic() + 240
+        while not _trial_has_run(workers) and time.monotonic() < deadline:
+            assert worker.poll() is None, workers.output()
+            time.sleep(0.2)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=30)
+    assert worker.wait(timeout=300) == 1, workers.output()
+    output = workers.output()
+    study = workers.study()
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    assert f"127.0.0.1:{port}" in study.trials[0].user_attrs["error"]
+    assert "more than max_failure_rate=0.0; the sweep stopped" in output
+    assert "trial 0: " in output
+    assert "could not record the study on its MLflow parent run" in output
+
+
+def _trial_has_run(workers: Workers) -> bool:
+    try:
+        return any("mlflow_run_id" in t.user_attrs for t in workers.study().trials)
+    except Exception:  # the study does not exist yet
+        return False
