@@ -13,5 +13,6 @@
 
 May import `hpo.tracking` (through `report`; `sweeper` only names its
 `TrackingUnavailableError` to report it as a user error) and the leaf modules of `hpo/`;
-never `hpo.retest` nor `hpo.services`. Hydra imports `config` on every start, so it imports no Optuna.
+never `hpo.retest` nor `hpo.services`. Hydra imports `config` on every start, so it
+imports no Optuna.
 """
