@@ -38,11 +38,14 @@ data: install ## Make sure Fashion-MNIST is here: Debian package, else download,
 	           "(make data), or set FMNIST_DIR to a folder holding the four .gz files."; exit 1; }; \
 	  fi; }
 
-sweep: data ## Run the default search (conf/hydra/sweeper/optuna.yaml); rerun to resume it
-	$(PY) train.py -m hydra/sweeper=optuna $(ARGS)
+# The search `make sweep`, `make worker` and `make best-eval` work on (conf/experiment/).
+EXPERIMENT ?= quick
+
+sweep: data ## Run a search: EXPERIMENT=quick (default, ~13 min) or accuracy; rerun to resume it
+	$(PY) train.py -m experiment=$(EXPERIMENT) $(ARGS)
 
 best-eval: data ## Retest the best trial on the test set, register it (STUDY=, STORAGE=, ARGS="retrain=true")
-	$(PY) -m hpo.retest.best_eval $(if $(STUDY),study=$(STUDY)) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
+	$(PY) -m hpo.retest.best_eval study=$(or $(STUDY),fmnist-$(EXPERIMENT)) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
 
 predict: install ## Classify images with the champion model: make predict IMAGES="a.png b.png"
 	@[ -n "$(IMAGES)" ] || { echo 'usage: make predict IMAGES="a.png b.png"'; exit 2; }
@@ -91,7 +94,7 @@ worker: data ## Join a study as one more worker: make worker STORAGE=<optuna URL
 	@[ -n "$(STORAGE)" ] && [ -n "$(TRACKING)" ] || { \
 	  echo "usage: make worker STORAGE=<Optuna storage URL> TRACKING=<MLflow tracking URL> [ARGS=...]"; \
 	  echo "       (make services prints both; same study settings as make sweep unless ARGS says)"; exit 2; }
-	@$(PY) train.py -m hydra/sweeper=optuna 'hydra.sweeper.storage=$(STORAGE)' 'tracking.uri=$(TRACKING)' \
+	@$(PY) train.py -m experiment=$(EXPERIMENT) 'hydra.sweeper.storage=$(STORAGE)' 'tracking.uri=$(TRACKING)' \
 	  "hydra.sweep.dir=multirun/workers/$$(hostname)-$$$$" $(ARGS)
 
 bench: data ## Throughput, time-to-accuracy and memory benchmarks on the real data

@@ -68,7 +68,7 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
     train_batches, val_batches = builders.loaders(cfg, splits, device)
 
     log.info("Building model <%s> on %s (%s)", cfg.model._target_, device, precision.name)
-    model = builders.model(cfg, device)
+    model = builders.model(cfg, device, splits)
     num_parameters = count_parameters(model)
     optimizer, scheduler, settings = builders.optimization(
         cfg, model, len(train_batches), precision

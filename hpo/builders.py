@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
@@ -11,7 +12,14 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from data import DataSplits, TensorBatchLoader
 from hpo.training.loop import TrainSettings
+from hpo.training.param_groups import no_decay_norm_bias
 from hpo.training.precision import Precision
+
+log = logging.getLogger(__name__)
+
+# Training images a whitening first layer is computed from: 5000 28x28 images give 3.6M 2x2
+# patches, plenty for a 4x4 covariance, in well under a second.
+WHITENING_IMAGES = 5000
 
 
 def memory_format(cfg: DictConfig) -> torch.memory_format:
@@ -38,9 +46,45 @@ def loaders(
     return train, val
 
 
-def model(cfg: DictConfig, device: torch.device) -> torch.nn.Module:
-    """The network of `cfg.model` on `device`, in the configured memory format."""
-    return instantiate(cfg.model).to(device, memory_format=memory_format(cfg))
+def model(
+    cfg: DictConfig, device: torch.device, splits: DataSplits | None = None
+) -> torch.nn.Module:
+    """The network of `cfg.model` on `device`, in the configured memory format.
+
+    A net with a data-dependent first layer (`init_whitening` and `whiten` true, as
+    models.AirbenchNet) gets it from a seeded sample of `splits`' training images first.
+    """
+    net = instantiate(cfg.model)
+    if getattr(net, "whiten", False) and hasattr(net, "init_whitening"):
+        if splits is None:
+            log.warning(
+                "%s has whiten=true but was built without training images: its whitening "
+                "layer keeps its data-free default until a checkpoint is loaded",
+                cfg.model._target_,
+            )
+        else:
+            net.init_whitening(whitening_images(splits, cfg.seed))
+    return net.to(device, memory_format=memory_format(cfg))
+
+
+def whitening_images(splits: DataSplits, seed: int, count: int = WHITENING_IMAGES) -> torch.Tensor:
+    """Up to `count` training images drawn with `seed`, float (n, C, H, W), normalised as
+    the training loader normalises its batches (without augmentation)."""
+    # A generator of its own: the global RNG, which just drew the weights, stays untouched.
+    order = torch.randperm(len(splits.train_labels), generator=torch.Generator().manual_seed(seed))
+    pick = order[:count]
+    # The loader itself converts them, so the whitening sees exactly what training sees.
+    sample = TensorBatchLoader(
+        splits.train_images[pick],
+        splits.train_labels[pick],
+        batch_size=len(pick),
+        mean=splits.mean,
+        std=splits.std,
+        shuffle=False,
+        channels_last=False,
+    )
+    images, _ = next(iter(sample))
+    return images
 
 
 def optimization(
@@ -52,7 +96,8 @@ def optimization(
 ) -> tuple[torch.optim.Optimizer, LRScheduler, TrainSettings]:
     """Optimizer, per-batch schedule and loop settings for `epochs` (default: the config's)."""
     epochs = epochs or cfg.trainer.epochs
-    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    params = no_decay_norm_bias(net) if cfg.trainer.no_decay_norm_bias else net.parameters()
+    optimizer = instantiate(cfg.optimizer)(params)
     scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=epochs * steps_per_epoch)
     settings = TrainSettings(
         epochs=epochs,
@@ -61,6 +106,9 @@ def optimization(
         grad_clip=cfg.trainer.grad_clip,
         progress=cfg.trainer.progress,
         precision=precision,
+        ema=cfg.trainer.ema,
+        ema_warmup_epochs=cfg.trainer.ema_warmup_epochs,
+        tta=cfg.trainer.tta,
     )
     return optimizer, scheduler, settings
 

@@ -69,6 +69,11 @@ VALUE_RULES: dict[str, Rule] = {
     "trainer.patience": _OPTIONAL_POSITIVE_INT,
     "trainer.num_threads": _OPTIONAL_POSITIVE_INT,
     "trainer.grad_clip": (lambda v: v is None or v > 0, "null or a number > 0"),
+    "trainer.ema": (
+        lambda v: v is None or 0 < v < 1,
+        "null (off) or a decay in (0, 1), e.g. 0.999",
+    ),
+    "trainer.ema_warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
     "trainer.precision": (
         lambda v: v in PRECISION_CHOICES,
         f"one of {', '.join(PRECISION_CHOICES)}",
@@ -77,6 +82,8 @@ VALUE_RULES: dict[str, Rule] = {
         lambda v: isinstance(v, str) and v.split(":")[0] in DEVICE_CHOICES,
         f"one of {', '.join(DEVICE_CHOICES)} (cuda:N for a given GPU)",
     ),
+    "scheduler.warmup_fraction": _between(0.0, 1.0),
+    "scheduler.start_factor": _between(0.0, 1.0, low_open=True, high_open=False),
     "seed": (lambda v: v >= 0, "an integer >= 0"),
 }
 
@@ -159,7 +166,7 @@ def _bad_values(cfg: DictConfig) -> list[str]:
     problems = []
     for key, (ok, allowed) in VALUE_RULES.items():
         value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-        if value is None and key.startswith(("optimizer.", "model.")):
+        if value is None and key.startswith(("optimizer.", "model.", "scheduler.")):
             continue  # the chosen option has no such setting (e.g. adam has no momentum)
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         try:

@@ -34,6 +34,10 @@ class TrainerConf:
     num_threads: int | None = MISSING
     channels_last: bool = MISSING
     progress: bool = MISSING
+    ema: float | None = MISSING
+    ema_warmup_epochs: int = MISSING
+    tta: bool = MISSING
+    no_decay_norm_bias: bool = MISSING
 
 
 @dataclass

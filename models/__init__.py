@@ -5,10 +5,20 @@ This package never imports hydra, optuna or mlflow.
 
 from __future__ import annotations
 
+from models.airbench import AirbenchNet
 from models.cnn import CNN
+from models.flip_tta import FlipTTA
 from models.parameters import count_parameters
 from models.raw_pixels import RawPixelClassifier
 from models.resnet import PreActResNet
 from models.seed_cnn import SeedCNN
 
-__all__ = ["CNN", "PreActResNet", "RawPixelClassifier", "SeedCNN", "count_parameters"]
+__all__ = [
+    "CNN",
+    "AirbenchNet",
+    "FlipTTA",
+    "PreActResNet",
+    "RawPixelClassifier",
+    "SeedCNN",
+    "count_parameters",
+]

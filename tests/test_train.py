@@ -168,3 +168,43 @@ def test_cli_trains_and_exits_zero(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Best epoch 1" in result.stderr + result.stdout
     assert (tmp_path / "cli.db").exists()
+
+
+def test_cli_trains_with_every_new_option_at_once(tmp_path: Path) -> None:
+    options = (
+        "trainer.tta=true",
+        "trainer.ema=0.9",
+        "scheduler=linear_warmup",
+        "optimizer=sgd",
+        "trainer.no_decay_norm_bias=true",
+        "model.width=8",
+    )
+    result = _cli(*options, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Best epoch 1" in result.stderr + result.stdout
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/cli.db")
+    experiment = client.get_experiment_by_name("fashion-mnist")
+    (run,) = client.search_runs([experiment.experiment_id])
+    # Config values, so recorded as params without anything added for them.
+    params = run.data.params
+    assert params["trainer.tta"] == "True" and params["trainer.ema"] == "0.9"
+    assert params["trainer.no_decay_norm_bias"] == "True"
+    assert params["scheduler._target_"] == "hpo.training.schedulers.linear_warmup"
+
+
+def test_ema_and_tta_checkpoint_reproduces_the_logged_accuracy(compose_cfg, tmp_path) -> None:
+    cfg = compose_cfg("trainer.epochs=2", "model.width=8", "trainer.ema=0.9", "trainer.tta=true")
+    value = train.train(cfg)
+    client, run = _only_run(cfg.tracking.uri)
+    path = client.download_artifacts(run.info.run_id, recording.CHECKPOINT_ARTIFACT, str(tmp_path))
+    state = recording.load_state_dict(Path(path))
+    model = instantiate(cfg.model)
+    model.load_state_dict(state)  # the average, saved as the bare model's state_dict
+    splits = instantiate(cfg.data).setup()
+    batches = splits.val_loader(batch_size=256, device="cpu")
+    from hpo.training.loop import evaluate
+    from hpo.training.precision import resolve_precision
+    from models import FlipTTA
+
+    precision = resolve_precision(cfg.trainer.precision, torch.device("cpu"))
+    assert evaluate(FlipTTA(model), batches, precision)[1] == pytest.approx(value)

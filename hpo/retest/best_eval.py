@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +38,24 @@ from hpo.tracking.runs import STUDY_TAG, TrackingUnavailableError, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
-from hpo.training.loop import predict, train_one_epoch
+from hpo.training.loop import ema_for_epoch, predict, train_one_epoch
 from hpo.training.precision import Precision, resolve_precision
 from hpo.training.seeding import seed_everything
-from models import RawPixelClassifier
+from models import FlipTTA, RawPixelClassifier
 
 log = logging.getLogger(__name__)
 # Before Hydra composes conf/best_eval.yaml.
 register_configs()
 
 REPORT_ARTIFACT = "best_eval/report.json"
+
+# Trainer settings added after some studies were recorded, as those trials trained.
+_ADDED_TRAINER_KEYS = {
+    "ema": None,
+    "ema_warmup_epochs": 0,
+    "tta": False,
+    "no_decay_norm_bias": False,
+}
 
 USER_ERRORS = (
     BestEvalError,
@@ -68,6 +76,8 @@ class Retested:
     source: str  # "checkpoint" or "retrain"
     # The trial's own autocast, so the test set is scored the way validation was.
     precision: Precision
+    # True when `model` is wrapped in FlipTTA (tested and registered with the flip).
+    tta: bool = False
 
 
 def best_eval(cfg: DictConfig) -> dict[str, Any]:
@@ -92,6 +102,9 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
         if cfg.retrain
         else _rebuild(record, device, precision)
     )
+    if _tta(cfg, record):
+        log.info("Flip test-time augmentation on: logits averaged with the mirror image")
+        retested = replace(retested, model=FlipTTA(retested.model), tta=True)
 
     log.info("Evaluating once on the test set")
     images, labels = instantiate(record.config.data).load_test()
@@ -122,6 +135,13 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
+def _tta(cfg: DictConfig, record: TrialRecord) -> bool:
+    """best-eval's `tta` when set, else the trial's own trainer.tta (off in older trials)."""
+    if cfg.tta is not None:
+        return bool(cfg.tta)
+    return bool(OmegaConf.select(record.config, "trainer.tta", default=False))
+
+
 def _rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> Retested:
     model = instantiate(record.config.model)
     try:
@@ -138,8 +158,12 @@ def _rebuild(record: TrialRecord, device: torch.device, precision: Precision) ->
 def _retrain(
     record: TrialRecord, epochs: int | None, device: torch.device, precision: Precision
 ) -> Retested:
-    """Train the trial's config from scratch on all training images (train + validation)."""
-    cfg = record.config
+    """Train the trial's config from scratch on all training images (train + validation).
+
+    Under the trial's trainer.ema the weight average is what gets tested, as in the trial.
+    """
+    cfg = OmegaConf.merge({"trainer": _ADDED_TRAINER_KEYS}, record.config)
+    assert isinstance(cfg, DictConfig)
     epochs = int(epochs or cfg.trainer.epochs)
     seed_everything(cfg.seed)
     splits = instantiate(cfg.data).setup()
@@ -160,15 +184,21 @@ def _retrain(
         # Full batches only, as train_loader does (a partial batch slows later CPU steps).
         drop_last=len(labels) >= cfg.trainer.batch_size,
     )
-    model = builders.model(cfg, device)
+    # A whitening first layer is computed from the training split, as the trial's was (its
+    # normalisation differs from all 60k's by a hair).
+    model = builders.model(cfg, device, splits)
     optimizer, scheduler, settings = builders.optimization(
         cfg, model, len(batches), precision, epochs
     )
     log.info("Retraining on all %d training images for %d epochs", len(labels), epochs)
+    ema = None
     for epoch in range(1, epochs + 1):
-        loss, acc, _ = train_one_epoch(model, batches, optimizer, scheduler, settings, epoch)
+        ema = ema_for_epoch(model, settings, epoch, ema)
+        loss, acc, _ = train_one_epoch(
+            model, batches, optimizer, scheduler, settings, epoch, ema=ema
+        )
         log.info("retrain epoch %d/%d train/loss=%.4f train/acc=%.4f", epoch, epochs, loss, acc)
-    return Retested(model, mean, std, "retrain", precision)
+    return Retested(model if ema is None else ema.module, mean, std, "retrain", precision)
 
 
 def _test_logits(
@@ -244,6 +274,7 @@ def _tags(record: TrialRecord, retested: Retested) -> dict[str, str]:
         "study_parent_run_id": record.parent_run_id or "",
         "source": retested.source,
         "precision": retested.precision.name,
+        "tta": str(retested.tta).lower(),
         "mlflow.note.content": (
             f"Test-set retest of trial {record.trial.number} of study {record.study_name} "
             f"(trial run {record.run_id}, study run {record.parent_run_id}); "
@@ -279,6 +310,7 @@ def _summary_dict(
         "study_parent_run_id": record.parent_run_id,
         "weights": retested.source,
         "precision": retested.precision.name,
+        "tta": retested.tta,
         "val_acc": record.val_acc,
         "test": report.to_dict(),
         "baseline_test_acc": cfg.baseline_test_acc,
@@ -307,7 +339,8 @@ def _markdown(summary: dict[str, Any], report: RetestReport) -> str:
         f"# Best-trial retest: study `{summary['study']}`, trial {summary['trial']}",
         "",
         f"- Params: `{json.dumps(summary['params'])}`",
-        f"- Weights: {summary['weights']} (trial run `{summary['trial_run_id']}`)",
+        f"- Weights: {summary['weights']}{' with flip TTA' if summary['tta'] else ''} "
+        f"(trial run `{summary['trial_run_id']}`)",
         f"- **Test accuracy: {report.accuracy:.4f}** (95% CI {low:.4f}-{high:.4f}, "
         f"{report.num_samples} images), test loss {report.loss:.4f}",
         f"- Validation accuracy of the trial: {_pct(summary['val_acc'])}",

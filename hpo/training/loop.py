@@ -3,6 +3,11 @@
 Plain PyTorch: it knows nothing of Hydra, Optuna or MLflow. Whoever calls `fit` passes an
 `on_epoch_end` callback to log metrics or report to a pruner; the callback may raise to
 stop training (a pruned trial does exactly that).
+
+With `TrainSettings.ema` set, an exponential moving average of the weights (and of the
+BatchNorm statistics) follows every optimizer step, and it is what gets validated and
+kept as the best epoch's weights; with `tta`, validation averages each image's logits with
+those of its horizontal flip.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from hpo.training.objectives import is_improvement
 from hpo.training.precision import FP32, Precision
+from models.flip_tta import FlipTTA
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,12 @@ class TrainSettings:
     progress: bool = True
     # Autocast for forward passes and losses (training and evaluation); fp32 by default.
     precision: Precision = FP32
+    # Decay of the exponential moving average of the weights, per optimizer step (None: off).
+    ema: float | None = None
+    # Epochs trained before the average starts from the weights of that moment.
+    ema_warmup_epochs: int = 0
+    # Validate on the mean logits of each image and its horizontal flip.
+    tta: bool = False
 
 
 def fit(
@@ -81,7 +94,8 @@ def fit(
         val_batches: re-iterable validation batches, never augmented.
         optimizer: built over `model.parameters()`.
         scheduler: stepped after every optimizer step, or None.
-        settings: epochs, label smoothing, patience, gradient clipping, progress bar.
+        settings: epochs, label smoothing, patience, gradient clipping, progress bar, weight
+            average (`ema`: validated and kept instead of the live weights), flip TTA.
         monitor: the epoch metric that picks the best epoch (e.g. `val/acc`, `val/loss`).
         on_epoch_end: called with (epoch, metrics) after each epoch; may raise to stop.
 
@@ -93,15 +107,19 @@ def fit(
     best_state: dict[str, torch.Tensor] = {}
     best_epoch, since_best = 0, 0
     scaler = settings.precision.grad_scaler()  # one for the whole fit: it adapts its scale
+    ema: AveragedModel | None = None
     for epoch in range(1, settings.epochs + 1):
+        ema = ema_for_epoch(model, settings, epoch, ema)
         metrics = _run_epoch(
-            model, train_batches, val_batches, optimizer, scheduler, settings, epoch, scaler
+            model, train_batches, val_batches, optimizer, scheduler, settings, epoch, scaler, ema
         )
         history.append(metrics)
         log.info("epoch %d/%d %s", epoch, settings.epochs, _format(metrics))
         if is_improvement(metrics[monitor], None if best is None else best[monitor], monitor):
             best, best_epoch, since_best = metrics, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            # The bare network's state_dict (the average's own, under EMA): same keys either way.
+            kept = model if ema is None else ema.module
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()}
         else:
             since_best += 1
         if on_epoch_end is not None:
@@ -114,6 +132,29 @@ def fit(
     return FitResult(history, best_epoch, best, best_state)
 
 
+def ema_for_epoch(
+    model: nn.Module, settings: TrainSettings, epoch: int, ema: AveragedModel | None
+) -> AveragedModel | None:
+    """The weight average to update during `epoch`: `ema` once started, else a new one when
+    `epoch` is the first after `settings.ema_warmup_epochs`, else None (off, or warming up).
+
+    The average starts as a copy of the current weights (torch's AveragedModel, weights and
+    buffers), so every later `update_parameters(model)` is one EMA step
+    `avg = decay * avg + (1 - decay) * weights`.
+    """
+    if ema is not None or settings.ema is None or epoch <= settings.ema_warmup_epochs:
+        return ema
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(settings.ema), use_buffers=True)
+    ema.update_parameters(model)  # counts the copy as the first average: no copy at step one
+    return ema
+
+
+def inference_model(model: nn.Module, ema: AveragedModel | None, tta: bool) -> nn.Module:
+    """What validation runs: the average's network if there is one, flip-averaged if `tta`."""
+    net = model if ema is None else ema.module
+    return FlipTTA(net) if tta else net
+
+
 def _run_epoch(
     model: nn.Module,
     train_batches: Batches,
@@ -123,14 +164,16 @@ def _run_epoch(
     settings: TrainSettings,
     epoch: int,
     scaler: torch.amp.GradScaler | None,
+    ema: AveragedModel | None,
 ) -> EpochMetrics:
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     train_loss, train_acc, seen = train_one_epoch(
-        model, train_batches, optimizer, scheduler, settings, epoch, scaler
+        model, train_batches, optimizer, scheduler, settings, epoch, scaler, ema
     )
     train_seconds = time.perf_counter() - start
-    val_loss, val_acc = evaluate(model, val_batches, settings.precision)
+    evaluated = inference_model(model, ema, settings.tta)
+    val_loss, val_acc = evaluate(evaluated, val_batches, settings.precision)
     return {
         "train/loss": train_loss,
         "train/acc": train_acc,
@@ -150,11 +193,13 @@ def train_one_epoch(
     settings: TrainSettings,
     epoch: int = 1,
     scaler: torch.amp.GradScaler | None = None,
+    ema: AveragedModel | None = None,
 ) -> tuple[float, float, int]:
     """One pass over `batches`; returns (mean loss, accuracy, images seen).
 
     The forward pass and the loss run under `settings.precision`'s autocast; backward and
     the optimizer step outside it. `scaler` (fp16 only) scales the loss against underflow.
+    `ema` (see `ema_for_epoch`) takes one step towards the weights after each optimizer step.
     """
     model.train()
     # Sums stay on the device; reading them every batch would force a device sync.
@@ -169,6 +214,8 @@ def train_one_epoch(
                 loss = F.cross_entropy(logits, y, label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             _step(model, loss, optimizer, settings.grad_clip, scaler)
+            if ema is not None:
+                ema.update_parameters(model)  # fp32 weights, outside autocast
             if scheduler is not None:
                 scheduler.step()
             if loss_sum.device != loss.device:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
 
 
 def constant(optimizer: torch.optim.Optimizer, *, total_steps: int) -> LRScheduler:
@@ -64,6 +64,32 @@ def onecycle(
         return constant(optimizer, total_steps=total_steps)
     pct_start = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
     return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
+
+
+def linear_warmup(
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    warmup_fraction: float = 0.1,
+    start_factor: float = 0.1,
+) -> LRScheduler:
+    """Linear warm-up from `start_factor` times the optimizer's lr to that lr over
+    `warmup_fraction` of the steps, then linear decay to 0 after the last step.
+
+    The last step runs at lr / (decay steps): every step trains, none at exactly 0. Built
+    from torch's LinearLR (one per phase) joined by SequentialLR.
+    """
+    _check_steps(total_steps)
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"scheduler.warmup_fraction={warmup_fraction} must be in [0, 1)")
+    if not 0.0 < start_factor <= 1.0:
+        raise ValueError(f"scheduler.start_factor={start_factor} must be in (0, 1]")
+    warmup = min(int(total_steps * warmup_fraction), total_steps - 1)
+    decay = LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total_steps - warmup)
+    if warmup == 0:
+        return decay
+    rise = LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=warmup)
+    return SequentialLR(optimizer, [rise, decay], milestones=[warmup])
 
 
 def _check_steps(total_steps: int) -> None:

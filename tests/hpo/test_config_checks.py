@@ -65,6 +65,18 @@ def test_model_interpolates_data_settings(compose_cfg) -> None:
         ("trainer.epochs=0", "trainer.epochs=0 is invalid: expected an integer >= 1"),
         ("trainer.device=tpu", "trainer.device='tpu' is invalid: expected one of auto, cpu"),
         ("trainer.label_smoothing=1", "trainer.label_smoothing=1.0 is invalid"),
+        ("trainer.ema=1", "trainer.ema=1.0 is invalid: expected null (off) or a decay in (0, 1)"),
+        ("trainer.ema=0", "trainer.ema=0.0 is invalid: expected null (off) or a decay in (0, 1)"),
+        ("trainer.ema_warmup_epochs=-1", "trainer.ema_warmup_epochs=-1 is invalid"),
+        (
+            "scheduler=linear_warmup scheduler.warmup_fraction=1",
+            "scheduler.warmup_fraction=1 is invalid: expected a number in [0.0, 1.0)",
+        ),
+        (
+            "scheduler=linear_warmup scheduler.start_factor=0",
+            "scheduler.start_factor=0 is invalid: expected a number in (0.0, 1.0]",
+        ),
+        ("scheduler=cosine scheduler.warmup_fraction=-0.1", "scheduler.warmup_fraction=-0.1 is"),
         ("objective=val/accuracy", "unknown metric 'val/accuracy'"),
         ("+model.widht=64", "model.widht is not a setting of models.CNN"),
         ("+trainer.epoch=3", "trainer.epoch is not a known setting"),
@@ -76,7 +88,7 @@ def test_model_interpolates_data_settings(compose_cfg) -> None:
 )
 def test_invalid_settings_fail_with_key_value_and_fix(compose_cfg, override, expected) -> None:
     with pytest.raises(ConfigError) as info:
-        check_config(compose_cfg(override))
+        check_config(compose_cfg(*override.split()))
     assert expected in str(info.value)
 
 

@@ -18,11 +18,11 @@ from PIL import Image
 
 from hpo.retest import best_eval, predict
 from hpo.retest.best_trial import BestEvalError, choose_trial, load_record, load_study
-from hpo.tracking.registry import champion_version
+from hpo.tracking.registry import champion_version, load_champion
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.loop import evaluate
 from hpo.training.precision import FP32, resolve_precision
-from models import RawPixelClassifier
+from models import FlipTTA, RawPixelClassifier
 
 STUDY = "tiny"
 
@@ -160,6 +160,46 @@ def test_retrain_trains_on_all_training_images(stores, monkeypatch, tmp_path) ->
     assert report["weights"] == "retrain"
     assert "registry" not in report
     assert report["test"]["accuracy"] > 0.3  # learnable synthetic signal; chance is 0.1
+
+
+def test_tta_trial_is_tested_and_registered_with_the_flip(tmp_path, monkeypatch) -> None:
+    # fp32 throughout, so the registered model (always fp32) must match the report exactly.
+    stores = _sweep(
+        tmp_path, monkeypatch, "trainer.tta=true", "trainer.ema=0.9", "trainer.precision=fp32"
+    )
+    assert run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args()) == 0
+    report = json.loads((tmp_path / f"reports/{STUDY}/report.json").read_text())
+    assert report["tta"] is True
+
+    study = load_study(STUDY, stores.storage)
+    record = load_record(stores.settings, STUDY, study.best_trial)
+    net = instantiate(record.config.model)
+    net.load_state_dict(record.state_dict)  # the average's weights, in the bare model's keys
+    net.eval()
+    splits = instantiate(record.config.data).setup()
+    _, val_acc = evaluate(FlipTTA(net), splits.val_loader(batch_size=256, device="cpu"), FP32)
+    assert val_acc == study.best_value  # what the trial validated: average + flip
+
+    champion = load_champion(stores.mlflow, "fashion-mnist-cnn")
+    images, labels = instantiate(record.config.data).load_test()
+    with torch.inference_mode():
+        served = champion(images.float())
+    assert (served.argmax(1) == labels).double().mean().item() == report["test"]["accuracy"]
+    plain = RawPixelClassifier(net, mean=record.meta["mean"], std=record.meta["std"]).eval()
+    x = images[:8].float()
+    with torch.inference_mode():
+        torch.testing.assert_close(served[:8], (plain(x) + plain(x.flip(-1))) / 2)
+        assert not torch.allclose(served[:8], plain(x), atol=1e-4)
+
+    # best-eval's own `tta=false` overrides the trial's.
+    args = stores.best_eval_args("tta=false", "register=false", f"reports_dir={tmp_path}/plain")
+    assert run_hydra_main(monkeypatch, best_eval.main, *args) == 0
+    without = json.loads((tmp_path / f"plain/{STUDY}/report.json").read_text())
+    assert without["tta"] is False
+    with torch.inference_mode():
+        plain_loss = torch.nn.functional.cross_entropy(plain(images.float()), labels).item()
+    assert without["test"]["loss"] == pytest.approx(plain_loss, rel=1e-5)
+    assert without["test"]["loss"] != pytest.approx(report["test"]["loss"], rel=1e-4)
 
 
 def test_predict_with_the_champion(stores, monkeypatch, tmp_path, capsys) -> None:

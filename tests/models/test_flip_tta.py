@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import FlipTTA, RawPixelClassifier, SeedCNN
+
+MEAN, STD = 0.2860, 0.3530
+
+
+def _images(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_output_is_the_mean_of_the_image_and_its_mirror(memory_format) -> None:
+    torch.manual_seed(0)
+    net = SeedCNN().eval().to(memory_format=memory_format)
+    x = _images(4, 1, 28, 28).to(memory_format=memory_format)
+    with torch.inference_mode():
+        plain, mirrored, tta = net(x), net(x.flip(-1)), FlipTTA(net)(x)
+    torch.testing.assert_close(tta, (plain + mirrored) / 2)
+    # The net is not mirror-invariant, so a wrapper that skipped the flip would fail here.
+    assert not torch.allclose(tta, plain, atol=1e-4)
+
+
+def test_a_mirror_symmetric_image_gives_the_plain_logits() -> None:
+    torch.manual_seed(0)
+    net = SeedCNN().eval()
+    half = _images(2, 1, 28, 14)
+    symmetric = torch.cat([half, half.flip(-1)], dim=-1)
+    assert torch.equal(symmetric, symmetric.flip(-1))
+    with torch.inference_mode():
+        torch.testing.assert_close(FlipTTA(net)(symmetric), net(symmetric))
+
+
+def test_under_raw_pixel_wrapper_keeps_input_checks_and_flips() -> None:
+    torch.manual_seed(0)
+    net = SeedCNN(image_size=28).eval()
+    served = RawPixelClassifier(FlipTTA(net), mean=MEAN, std=STD).eval()
+    assert served.input_shape == (1, 28, 28)
+    x = torch.rand(3, 1, 28, 28) * 255
+    normalised = (x / 255 - MEAN) / STD
+    with torch.inference_mode():
+        expected = (net(normalised) + net(normalised.flip(-1))) / 2
+        torch.testing.assert_close(served(x), expected)
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        served(torch.rand(3, 1, 32, 32))
+
+
+def test_state_dict_is_the_wrapped_networks_under_net() -> None:
+    net = SeedCNN()
+    keys = set(FlipTTA(net).state_dict())
+    assert keys == {f"net.{k}" for k in net.state_dict()}
+
+
+def test_rejects_a_non_module() -> None:
+    with pytest.raises(TypeError, match=r"FlipTTA wraps a torch\.nn\.Module, got dict"):
+        FlipTTA({})  # type: ignore[arg-type]
