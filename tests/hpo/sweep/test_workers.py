@@ -294,3 +294,20 @@ def _trial_has_run(workers: Workers) -> bool:
         return any("mlflow_run_id" in t.user_attrs for t in workers.study().trials)
     except Exception:  # the study does not exist yet
         return False
+
+
+def test_submitit_local_launcher_runs_trials_in_their_own_processes(
+    sqlite_workers: Workers,
+) -> None:
+    # What README's SLURM section runs, with the local executor: each trial a submitit job
+    # in a process of its own, beating through the sweep process, reporting per epoch.
+    sqlite_workers.wait(
+        [sqlite_workers.start(2, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")]
+    )
+    assert_study_complete(sqlite_workers, n_trials=2, n_workers=1)
+    study = sqlite_workers.study()
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
+    folder = sqlite_workers.tmp / "multirun-0" / ".submitit"
+    jobs = [p for p in folder.iterdir() if p.name.isdigit()]  # named by job id (a pid here)
+    assert len(jobs) == 2, list(folder.iterdir())  # one submitit job per trial
+    assert "Submitit 'local' sweep output dir" in sqlite_workers.output()
