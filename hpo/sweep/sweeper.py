@@ -115,6 +115,7 @@ class OptunaSweeperImpl(Sweeper):
         # Jobs get the storage URL without its password (it would show in Hydra's override
         # echo and in their saved configs); the password reaches them by environment.
         self.job_storage = strip_password(storage)[0] if storage else None
+        self.rdb: RDBStorage | None = None  # the study's storage when it keeps heartbeats
         self.heartbeat: Heartbeat | None = None
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -175,6 +176,9 @@ class OptunaSweeperImpl(Sweeper):
         )
         progress = SweepProgress()
         status = "FINISHED"
+        # Started here, where the `finally` below stops it, so no error path leaves it running.
+        if self.rdb is not None:
+            self.heartbeat = Heartbeat(self.rdb, self.liveness.heartbeat_interval)
         try:
             self._run(study, space, progress, slots, parent.run_id if parent else None)
         except KeyboardInterrupt:
@@ -383,8 +387,7 @@ class OptunaSweeperImpl(Sweeper):
                 f"{list(self.directions)}; use another hydra.sweeper.study_name or the "
                 "original direction"
             )
-        if isinstance(storage, RDBStorage):
-            self.heartbeat = Heartbeat(storage, self.liveness.heartbeat_interval)
+        self.rdb = storage if isinstance(storage, RDBStorage) else None
         return study, created
 
     def _sampler(self, space: SearchSpace, created: bool) -> optuna.samplers.BaseSampler:
