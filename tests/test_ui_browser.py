@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from hydra_cli import run_train_cli
+from ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -40,12 +40,6 @@ def _chromium() -> str:
             "Playwright; install it with `sudo apt-get install chromium`"
         )
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -75,7 +69,7 @@ def swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> tuple[str, 
 @pytest.fixture
 def mlflow_ui(swept: tuple[str, str], tmp_path: Path) -> Iterator[str]:
     """`mlflow ui` on the sweep's store, on a free port: its address once healthy."""
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "mlflow-ui.log").open("w")
     command = [Path(sys.executable).with_name("mlflow"), "ui", "--backend-store-uri", swept[0]]
     server = subprocess.Popen(

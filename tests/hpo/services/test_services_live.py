@@ -24,6 +24,7 @@ from pathlib import Path
 import optuna
 import psycopg
 import pytest
+from ports import free_port
 
 from hpo.services import ServiceError, ServiceInfo, start, status, stop
 from hpo.services.credentials import read_pgpass_password
@@ -32,12 +33,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[3]
 PROBE = "/api/2.0/mlflow/experiments/search?max_results=1"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _listening(port: int) -> bool:
@@ -91,7 +86,7 @@ def _new_dir(made: list[Path]) -> Path:
 @pytest.fixture(scope="module")
 def plain(state_dirs: list[Path]) -> Iterator[ServiceInfo]:
     """One set of services on loopback without a login, shared by the tests below."""
-    info = start(_new_dir(state_dirs), "127.0.0.1", _free_port(), _free_port(), auth=False)
+    info = start(_new_dir(state_dirs), "127.0.0.1", free_port(), free_port(), auth=False)
     yield info
     stop(info.dir)
 
@@ -156,7 +151,7 @@ def test_a_second_start_reuses_what_runs(plain: ServiceInfo) -> None:
     assert (again.storage_url, again.tracking_url) == (plain.storage_url, plain.tracking_url)
     assert (plain.dir / "mlflow.pid").read_text() == pid
     with pytest.raises(ServiceError, match="already run with"):
-        start(plain.dir, "127.0.0.1", pg_port, _free_port())
+        start(plain.dir, "127.0.0.1", pg_port, free_port())
 
 
 def _mode(path: Path) -> int:
@@ -175,7 +170,7 @@ def _command_lines() -> str:
 
 def test_auth_start_stop_restart(state_dirs: list[Path]) -> None:
     folder = _new_dir(state_dirs)
-    pg_port, mlflow_port = _free_port(), _free_port()
+    pg_port, mlflow_port = free_port(), free_port()
     flags = ["--dir", str(folder), "--pg-port", str(pg_port), "--mlflow-port", str(mlflow_port)]
     first = _cli("start", *flags, "--auth")
     assert first.returncode == 0, first.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import yaml
 from hydra_cli import run_train_cli
 from mlflow import MlflowClient
 from optuna.trial import TrialState
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 # Tiny trials: 2 epochs on 512 synthetic images with an 8-channel CNN.
@@ -287,16 +287,10 @@ def test_unusable_storage_fails_at_once(sweep, monkeypatch, capfd) -> None:
     assert f"cannot open the Optuna storage {bad}" in _output(capfd)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends
-
-
 def test_unreachable_postgresql_fails_at_once_with_the_password_masked(
     sweep, monkeypatch, capfd
 ) -> None:
-    url = f"postgresql+psycopg://fmnist:s3cret-pw@127.0.0.1:{_closed_port()}/optuna"
+    url = f"postgresql+psycopg://fmnist:s3cret-pw@127.0.0.1:{free_port()}/optuna"
     assert sweep.run(f"hydra.sweeper.storage={url}", monkeypatch=monkeypatch) == 1
     output = _output(capfd)
     assert "cannot open the Optuna storage postgresql+psycopg://fmnist:***@127.0.0.1:" in output
@@ -307,7 +301,7 @@ def test_unreachable_postgresql_fails_at_once_with_the_password_masked(
 def test_unreachable_tracking_server_stops_the_sweep_before_any_trial(
     sweep, monkeypatch, capfd
 ) -> None:
-    server = f"http://user:s3cret-pw@127.0.0.1:{_closed_port()}"
+    server = f"http://user:s3cret-pw@127.0.0.1:{free_port()}"
     assert sweep.run(f"tracking.uri={server}", monkeypatch=monkeypatch) == 1
     output = _output(capfd)
     assert "cannot reach the MLflow tracking server at http://user:***@127.0.0.1:" in output

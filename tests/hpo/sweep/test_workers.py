@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
+from ports import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -220,12 +220,6 @@ def test_killed_worker_trial_is_retried_by_a_rerun_on_sqlite(sqlite_workers: Wor
     assert_study_complete(sqlite_workers, n_trials=3, n_workers=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start_tracking_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     mlflow = Path(sys.executable).parent / "mlflow"
     with (tmp / "server.log").open("wb") as log:
@@ -264,7 +258,7 @@ def _popen_server(mlflow: Path, tmp: Path, port: int, log: object) -> subprocess
 
 
 def test_tracking_server_lost_mid_search_fails_the_trial_with_its_url(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     server = _start_tracking_server(tmp_path, port)
     url = f"http://127.0.0.1:{port}"
     # MLflow retries a lost server for minutes by default; the message is the same sooner.

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
+from ports import free_port
 from test_workers import (
     Workers,
     assert_retried_after_kill,
@@ -27,18 +27,12 @@ from hpo.services import ServiceInfo, start, stop
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def services() -> Iterator[ServiceInfo]:
     # Under /tmp, not pytest's 0700 folder: as root, PostgreSQL runs as `postgres`.
     folder = Path(tempfile.mkdtemp(prefix="svc-workers-", dir="/tmp"))
     try:
-        yield start(folder, "127.0.0.1", _free_port(), _free_port(), auth=True)
+        yield start(folder, "127.0.0.1", free_port(), free_port(), auth=True)
     finally:
         stop(folder)
         shutil.rmtree(folder, ignore_errors=True)
