@@ -104,7 +104,14 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
         log.info("Best epoch %d: %s", result.best_epoch, result.best_metrics)
         if run is not None:
             recording.log_training_end(
-                run, tracking, result, model, splits, val_batches, num_parameters
+                run,
+                tracking,
+                result,
+                model,
+                splits,
+                val_batches,
+                num_parameters,
+                tta=settings.tta,
             )
     return builders.objective_values(objectives, result.best_metrics, num_parameters)
 

@@ -20,7 +20,7 @@ from hpo.paths import PROJECT_ROOT
 from hpo.tracking.figures import learning_curves, prediction_grid
 from hpo.tracking.runs import TrackedRun, flatten
 from hpo.tracking.settings import TrackingSettings
-from hpo.training.loop import FitResult
+from hpo.training.loop import FitResult, inference_model
 from hpo.training.precision import Precision
 from hpo.urls import mask_url
 
@@ -140,8 +140,13 @@ def log_training_end(
     splits: DataSplits,
     val_batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_parameters: int,
+    *,
+    tta: bool = False,
 ) -> None:
-    """After `fit` (model holding the best weights): summary, checkpoint, figures."""
+    """After `fit` (model holding the best weights): summary, checkpoint, figures.
+
+    `tta` is the run's `trainer.tta`: the prediction figure then shows what validation scored.
+    """
     meta = {
         "best_epoch": result.best_epoch,
         "mean": splits.mean,
@@ -159,6 +164,7 @@ def log_training_end(
             splits.val_labels[:GRID_IMAGES],
             first_batch,
             splits.class_names,
+            tta=tta,
         )
     log_run_end(run, result, meta=meta, log_checkpoint=tracking.log_checkpoint, figures=figures)
     log.info("Recorded MLflow run %s in %s", run.run_id, mask_url(tracking.uri))
@@ -171,15 +177,18 @@ def run_figures(
     val_labels: torch.Tensor,
     val_batch: torch.Tensor,
     class_names: Sequence[str],
+    *,
+    tta: bool = False,
 ) -> list[tuple[Any, str]]:
     """Learning curves, and the best-epoch model's predictions on a few validation images.
 
     `val_batch` is the normalised model input for `val_images` (already on the device).
+    With `tta` the predictions are flip-averaged, as validation scored them.
     """
     curves = learning_curves(result.history, result.best_epoch)
     with torch.inference_mode():
         model.eval()
-        probs = model(val_batch).float().softmax(dim=1).cpu()
+        probs = inference_model(model, None, tta)(val_batch).float().softmax(dim=1).cpu()
     grid = prediction_grid(val_images, val_labels, probs, class_names)
     return [(curves, CURVES_ARTIFACT), (grid, PREDICTIONS_ARTIFACT)]
 
