@@ -8,27 +8,24 @@ data, model and optimizer, fit, record in MLflow, return the objective so a swee
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from data import DatasetFileError
 from hpo import builders
-from hpo.config_checks import ConfigError, check_config
+from hpo.config_checks import check_config
+from hpo.errors import exit_on_user_error
 from hpo.schema import register_configs
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, TrialPruned, TrialReporter
 from hpo.tracking import recording
-from hpo.tracking.runs import TrackedRun, TrackingUnavailableError, open_run
+from hpo.tracking.runs import TrackedRun, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
-from hpo.training.loop import EpochCallback, TrainingDivergedError, fit
+from hpo.training.loop import EpochCallback, fit
 from hpo.training.precision import resolve_precision
 from hpo.training.seeding import seed_everything
 from models import count_parameters
@@ -37,14 +34,6 @@ log = logging.getLogger("train")
 # Before Hydra composes conf/ (also in joblib workers, which import this module).
 register_configs()
 
-# Errors caused by the user's input or environment: reported as a message, not a traceback.
-USER_ERRORS = (
-    ConfigError,
-    DatasetFileError,
-    InstantiationException,
-    TrackingUnavailableError,
-    TrainingDivergedError,
-)
 # An absolute config path: the same whether train.py runs as a script or is imported (tests).
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -64,7 +53,7 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
     keep_freed_memory()
 
     log.info("Loading data <%s>", cfg.data._target_)
-    splits = instantiate(cfg.data).setup()
+    splits = builders.splits(cfg)
     train_batches, val_batches = builders.loaders(cfg, splits, device)
 
     log.info("Building model <%s> on %s (%s)", cfg.model._target_, device, precision.name)
@@ -133,14 +122,11 @@ def _epoch_callback(
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | list[float]:
     hydra_cfg = HydraConfig.get()
-    try:
-        overrides = tuple(o for o in hydra_cfg.overrides.task if not TrialLink.is_override(o))
+    overrides = tuple(o for o in hydra_cfg.overrides.task if not TrialLink.is_override(o))
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return train(cfg, overrides)  # the sweeper records a failed trial with its message
+    with exit_on_user_error(log):  # a user error: its message and exit code, no traceback
         return train(cfg, overrides)
-    except USER_ERRORS as exc:
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # the sweeper records the trial as failed, with this message
-        log.error("%s", exc)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

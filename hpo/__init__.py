@@ -9,7 +9,8 @@
 Arrows run one way: training <- tracking <- sweep <- retest (each may import the rooms to
 its left, never to its right). The modules directly in `hpo/` turn a composed config into
 objects (`builders`, `config_checks`, `schema`) for the entry points, or are leaves every
-room may use (`paths`, `resolvers`, `urls`: URLs shown without their password).
+room may use (`errors`: the one user-error base, `paths`, `resolvers`, `urls`: URLs shown
+without their password).
 
 `hpo.services` stands apart: `make services` (PostgreSQL and an MLflow server for many
 workers); it imports none of the rooms, and none imports it.

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch.optim.lr_scheduler import LRScheduler
 
-from data import DataSplits, TensorBatchLoader
+from data import DatasetFileError, DataSplits, TensorBatchLoader
+from hpo.config_checks import ConfigError
+from hpo.errors import DataError
 from hpo.training.loop import TrainSettings
 from hpo.training.param_groups import no_decay_norm_bias
 from hpo.training.precision import Precision
@@ -20,6 +25,31 @@ log = logging.getLogger(__name__)
 # Training images a whitening first layer is computed from: 5000 28x28 images give 3.6M 2x2
 # patches, plenty for a 4x4 covariance, in well under a second.
 WHITENING_IMAGES = 5000
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`instantiate(node)`, with a target that rejects its arguments reported as a config
+    error naming the group's target (Hydra's own exception carries a traceback)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        raise ConfigError(f"invalid config: {exc}") from exc
+
+
+@contextmanager
+def dataset_files() -> Iterator[None]:
+    """Report a missing or corrupt dataset file (raised by the plain-PyTorch `data`
+    package, which knows nothing of `hpo`) as the project's `DataError`."""
+    try:
+        yield
+    except DatasetFileError as exc:
+        raise DataError(str(exc)) from exc
+
+
+def splits(cfg: DictConfig) -> DataSplits:
+    """The train/validation splits of `cfg.data`, loaded and verified."""
+    with dataset_files():
+        return build(cfg.data).setup()
 
 
 def memory_format(cfg: DictConfig) -> torch.memory_format:
@@ -35,7 +65,7 @@ def loaders(
         batch_size=cfg.trainer.batch_size,
         seed=cfg.seed,
         device=device,
-        augment=instantiate(cfg.augmentation),
+        augment=build(cfg.augmentation),
         channels_last=cfg.trainer.channels_last,
     )
     val = splits.val_loader(
@@ -54,7 +84,7 @@ def model(
     A net with a data-dependent first layer (`init_whitening` and `whiten` true, as
     models.AirbenchNet) gets it from a seeded sample of `splits`' training images first.
     """
-    net = instantiate(cfg.model)
+    net = build(cfg.model)
     if getattr(net, "whiten", False) and hasattr(net, "init_whitening"):
         if splits is None:
             log.warning(
@@ -97,8 +127,8 @@ def optimization(
     """Optimizer, per-batch schedule and loop settings for `epochs` (default: the config's)."""
     epochs = epochs or cfg.trainer.epochs
     params = no_decay_norm_bias(net) if cfg.trainer.no_decay_norm_bias else net.parameters()
-    optimizer = instantiate(cfg.optimizer)(params)
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=epochs * steps_per_epoch)
+    optimizer = build(cfg.optimizer)(params)
+    scheduler = build(cfg.scheduler)(optimizer, total_steps=epochs * steps_per_epoch)
     settings = TrainSettings(
         epochs=epochs,
         label_smoothing=cfg.trainer.label_smoothing,

@@ -20,6 +20,7 @@ from typing import Any
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from hpo.errors import UsageError
 from hpo.schema import RootConf, TrainerConf
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.devices import DEVICE_CHOICES, resolve_device
@@ -40,7 +41,7 @@ PROVIDED_BY_TRAINER = {"params", "optimizer", "total_steps"}
 Rule = tuple[Callable[[Any], bool], str]
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """One or more settings are wrong; the message lists each with its fix."""
 
 

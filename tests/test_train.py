@@ -157,7 +157,7 @@ def _cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 def test_cli_reports_user_errors_without_a_traceback(tmp_path: Path) -> None:
     result = _cli("optimizer.lr=-1", "model.dropout=1.5", tmp_path=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error
     assert "optimizer.lr=-1 is invalid" in result.stderr + result.stdout
     assert "model.dropout=1.5 is invalid" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr

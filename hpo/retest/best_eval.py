@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,20 @@ from typing import Any
 import hydra
 import matplotlib.pyplot as plt
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from data import DatasetFileError, TensorBatchLoader, channel_stats
+from data import TensorBatchLoader, channel_stats
 from hpo import builders
+from hpo.errors import exit_on_user_error
 from hpo.paths import PROJECT_ROOT
 from hpo.retest.best_trial import BestEvalError, TrialRecord, choose_trial, load_record, load_study
 from hpo.retest.metrics import RetestReport, score_predictions
 from hpo.schema import register_configs
-from hpo.sweep.storage import StorageUnavailableError
 from hpo.tracking.figures import confusion_matrices, learning_curves, prediction_grid
 from hpo.tracking.registry import Registration, register
-from hpo.tracking.runs import STUDY_TAG, TrackingUnavailableError, open_run
+from hpo.tracking.runs import STUDY_TAG, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
@@ -56,14 +53,6 @@ _ADDED_TRAINER_KEYS = {
     "tta": False,
     "no_decay_norm_bias": False,
 }
-
-USER_ERRORS = (
-    BestEvalError,
-    DatasetFileError,
-    InstantiationException,
-    StorageUnavailableError,
-    TrackingUnavailableError,
-)
 
 
 @dataclass
@@ -107,7 +96,8 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
         retested = replace(retested, model=FlipTTA(retested.model), tta=True)
 
     log.info("Evaluating once on the test set")
-    images, labels = instantiate(record.config.data).load_test()
+    with builders.dataset_files():
+        images, labels = builders.build(record.config.data).load_test()
     logits = _test_logits(retested, images, labels, device)
     class_names = list(record.meta.get("class_names") or [str(i) for i in range(logits.shape[1])])
     report = score_predictions(logits, labels, class_names)
@@ -143,7 +133,7 @@ def _tta(cfg: DictConfig, record: TrialRecord) -> bool:
 
 
 def _rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> Retested:
-    model = instantiate(record.config.model)
+    model = builders.build(record.config.model)
     try:
         model.load_state_dict(record.state_dict)
     except RuntimeError as exc:
@@ -166,7 +156,7 @@ def _retrain(
     assert isinstance(cfg, DictConfig)
     epochs = int(epochs or cfg.trainer.epochs)
     seed_everything(cfg.seed)
-    splits = instantiate(cfg.data).setup()
+    splits = builders.splits(cfg)
     images = torch.cat([splits.train_images, splits.val_images])
     labels = torch.cat([splits.train_labels, splits.val_labels])
     mean, std = channel_stats(images)
@@ -178,7 +168,7 @@ def _retrain(
         std=std,
         shuffle=True,
         seed=cfg.seed,
-        augment=instantiate(cfg.augmentation),
+        augment=builders.build(cfg.augmentation),
         device=device,
         channels_last=cfg.trainer.channels_last,
         # Full batches only, as train_loader does (a partial batch slows later CPU steps).
@@ -401,11 +391,8 @@ def _summary_table(summary: dict[str, Any], out_dir: Path) -> Table:
 
 @hydra.main(version_base="1.3", config_path=str(PROJECT_ROOT / "conf"), config_name="best_eval")
 def main(cfg: DictConfig) -> None:
-    try:
+    with exit_on_user_error(log):
         best_eval(cfg)
-    except USER_ERRORS as exc:
-        log.error("%s", exc)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.errors import UsageError
 from hpo.paths import sqlite_database
 from hpo.sweep.storage import open_storage
 from hpo.tracking import recording
@@ -22,8 +23,8 @@ from hpo.tracking.settings import TrackingSettings
 SWEEP_HINT = "run `make sweep` first (or pass study=... storage=... of an existing study)"
 
 
-class BestEvalError(RuntimeError):
-    """The best trial or its recorded artifacts cannot be found or used."""
+class BestEvalError(UsageError):
+    """The study, its best trial or the trial's recorded artifacts cannot be found or used."""
 
 
 @dataclass(frozen=True)

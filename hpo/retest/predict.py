@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from data import CLASS_NAMES
+from hpo.errors import UsageError
 from hpo.paths import PROJECT_ROOT
 from hpo.schema import register_configs
 from hpo.tracking.registry import load_champion
@@ -26,7 +27,7 @@ SIZE = 28
 _FOREGROUND_THRESHOLD = 24
 
 
-class ImageError(ValueError):
+class ImageError(UsageError, ValueError):
     """A file that cannot be used as an input image."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hpo.errors import RunError
 
-class ServiceError(RuntimeError):
+
+class ServiceError(RunError):
     """A service could not be set up, started, checked or stopped; the message says why."""

@@ -57,6 +57,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from hpo.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_FORMS: Final = (
@@ -70,7 +72,7 @@ MAX_CATEGORICAL_VALUES: Final = 10_000
 _ABSENT: Final = object()
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(UsageError, ValueError):
     """A search-space entry cannot be used; the message names the entry, the reason and the fix."""
 
 

@@ -13,6 +13,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 from sqlalchemy.exc import DBAPIError
 
+from hpo.errors import RunError
 from hpo.paths import sqlite_database
 from hpo.urls import mask_url, redact, storage_password_from_env
 
@@ -29,7 +30,7 @@ _RACE_MARKERS = ("already exists", "duplicate", "unique", "database is locked")
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
 
-class StorageUnavailableError(RuntimeError):
+class StorageUnavailableError(RunError):
     """The study storage cannot be opened."""
 
 

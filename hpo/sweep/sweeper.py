@@ -37,13 +37,13 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.errors import RunError, UsageError, exit_on_user_error, first_line
 from hpo.sweep import liveness, report
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, Heartbeat, Liveness
 from hpo.sweep.progress import SweepProgress, describe, job_outcome
-from hpo.sweep.search_space import SearchSpace, SearchSpaceError, parse_search_space, render_value
-from hpo.sweep.storage import StorageUnavailableError, open_storage
+from hpo.sweep.search_space import SearchSpace, parse_search_space, render_value
+from hpo.sweep.storage import open_storage
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, register_trial, unregister_trial
-from hpo.tracking.runs import TrackingUnavailableError
 from hpo.urls import STORAGE_PASSWORD_ENV, mask_url, redact, strip_password
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,12 @@ DIRECTIONS = ("minimize", "maximize")
 OTHERS_POLL_S = 5
 
 
-class SweepFailedError(RuntimeError):
+class SweepFailedError(RunError):
     """Too many trials failed (more than `max_failure_rate`)."""
+
+
+class SweeperConfigError(UsageError, ValueError):
+    """A `hydra.sweeper.*` setting is wrong, or does not fit the study it names."""
 
 
 class OptunaSweeperImpl(Sweeper):
@@ -80,38 +84,30 @@ class OptunaSweeperImpl(Sweeper):
         max_retry: int = 2,
         search_space: Any = None,
     ) -> None:
-        if search_space:
-            raise ValueError(
-                "hydra.sweeper.search_space is the old (hydra-optuna-sweeper < 1.2) format; "
-                "write the space as hydra.sweeper.params in Hydra's sweep grammar, "
-                "e.g. params: {model.width: choice(16, 32)}"
-            )
-        for name, node in (("sampler", sampler), ("pruner", pruner)):
-            if not OmegaConf.is_dict(node) or "_target_" not in node:
-                raise ValueError(
-                    f"hydra.sweeper.{name}={node!r} is not a {name} config; pick one with "
-                    f"hydra/sweeper/{name}=<option> (see `python train.py --help`)"
-                )
-        self.sampler_cfg, self.pruner_cfg = sampler, pruner
-        self.directions = _directions(direction)
-        self.storage, self.study_name = storage, study_name
-        self.n_trials, self.n_jobs = (
-            _at_least("n_trials", n_trials, 1),
-            _at_least("n_jobs", n_jobs, 1),
+        # Checked when the sweep starts (`_check_settings`), inside the one place that turns
+        # a user error into its message: Hydra builds this object outside `sweep`.
+        self._settings = dict(
+            sampler=sampler,
+            pruner=pruner,
+            direction=direction,
+            n_trials=n_trials,
+            n_jobs=n_jobs,
+            max_failure_rate=max_failure_rate,
+            timeout=timeout,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            max_retry=max_retry,
+            search_space=search_space,
         )
-        if not 0.0 <= float(max_failure_rate) <= 1.0:
-            raise ValueError(f"hydra.sweeper.max_failure_rate={max_failure_rate} must be in [0, 1]")
-        self.max_failure_rate = float(max_failure_rate)
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
+        self.storage, self.study_name = storage, study_name
         self.params: dict[str, Any] | None = (
             cast(dict[str, Any], OmegaConf.to_container(params, resolve=True))
             if OmegaConf.is_config(params)
             else params
         )
-        self.custom_search_space = get_method(custom_search_space) if custom_search_space else None
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"hydra.sweeper.timeout={timeout} must be > 0 seconds (or null)")
+        self.custom_search_space_path = custom_search_space
         self.timeout, self.load_if_exists = timeout, load_if_exists
-        self.liveness = Liveness(heartbeat_interval, grace_period, max_retry)
         # Jobs get the storage URL without its password (it would show in Hydra's override
         # echo and in their saved configs); the password reaches them by environment.
         self.job_storage = strip_password(storage)[0] if storage else None
@@ -120,6 +116,70 @@ class OptunaSweeperImpl(Sweeper):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
+
+    def _check_settings(self) -> None:
+        """Validate the settings and derive the parsed ones.
+
+        Raises:
+            SweeperConfigError: naming the setting, its value and the fix.
+        """
+        try:
+            self._parse_settings(**self._settings)
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, SweeperConfigError):
+                raise
+            raise SweeperConfigError(str(exc)) from exc
+
+    def _parse_settings(
+        self,
+        sampler: Any,
+        pruner: Any,
+        direction: Any,
+        n_trials: int,
+        n_jobs: int,
+        max_failure_rate: float,
+        timeout: float | None,
+        heartbeat_interval: int,
+        grace_period: int,
+        max_retry: int,
+        search_space: Any,
+    ) -> None:
+        if search_space:
+            raise SweeperConfigError(
+                "hydra.sweeper.search_space is the old (hydra-optuna-sweeper < 1.2) format; "
+                "write the space as hydra.sweeper.params in Hydra's sweep grammar, "
+                "e.g. params: {model.width: choice(16, 32)}"
+            )
+        for name, node in (("sampler", sampler), ("pruner", pruner)):
+            if not OmegaConf.is_dict(node) or "_target_" not in node:
+                raise SweeperConfigError(
+                    f"hydra.sweeper.{name}={node!r} is not a {name} config; pick one with "
+                    f"hydra/sweeper/{name}=<option> (see `python train.py --help`)"
+                )
+        self.directions = _directions(direction)
+        self.n_trials, self.n_jobs = (
+            _at_least("n_trials", n_trials, 1),
+            _at_least("n_jobs", n_jobs, 1),
+        )
+        if not 0.0 <= float(max_failure_rate) <= 1.0:
+            raise SweeperConfigError(
+                f"hydra.sweeper.max_failure_rate={max_failure_rate} must be in [0, 1]"
+            )
+        self.max_failure_rate = float(max_failure_rate)
+        if timeout is not None and timeout <= 0:
+            raise SweeperConfigError(
+                f"hydra.sweeper.timeout={timeout} must be > 0 seconds (or null)"
+            )
+        try:
+            self.custom_search_space = (
+                get_method(self.custom_search_space_path) if self.custom_search_space_path else None
+            )
+        except Exception as exc:
+            raise SweeperConfigError(
+                f"hydra.sweeper.custom_search_space={self.custom_search_space_path} cannot be "
+                f"imported ({first_line(exc)}); give the dotted path of a function (cfg, trial)"
+            ) from exc
+        self.liveness = Liveness(heartbeat_interval, grace_period, max_retry)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -136,15 +196,9 @@ class OptunaSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> optuna.Study:
         """Run the study; user errors end the process with a message, not a traceback."""
         try:
-            return self._sweep(arguments)
-        except (
-            SearchSpaceError,
-            StorageUnavailableError,
-            SweepFailedError,
-            TrackingUnavailableError,
-        ) as exc:
-            log.error("%s", exc)
-            raise SystemExit(1) from exc
+            with exit_on_user_error(log):
+                self._check_settings()
+                return self._sweep(arguments)
         except KeyboardInterrupt:
             log.warning("Interrupted: rerun the same command to continue the study")
             raise SystemExit(130) from None
@@ -370,9 +424,13 @@ class OptunaSweeperImpl(Sweeper):
         try:
             study_id = storage.create_new_study(directions, self.study_name)
             name, created = storage.get_study_name_from_id(study_id), True
-        except optuna.exceptions.DuplicatedStudyError:
+        except optuna.exceptions.DuplicatedStudyError as exc:
             if not self.load_if_exists:
-                raise
+                raise SweeperConfigError(
+                    f"study {self.study_name!r} already exists in {mask_url(self.storage)} and "
+                    "hydra.sweeper.load_if_exists=false; pick another hydra.sweeper.study_name, "
+                    "or set load_if_exists=true to continue it"
+                ) from exc
             name, created = cast(str, self.study_name), False
         study = optuna.load_study(
             study_name=name,
@@ -381,7 +439,7 @@ class OptunaSweeperImpl(Sweeper):
             pruner=instantiate(self.pruner_cfg),
         )
         if [d.name.lower() for d in study.directions] != list(self.directions):
-            raise ValueError(
+            raise SweeperConfigError(
                 f"study {study.study_name!r} in {mask_url(self.storage)} was created with "
                 f"directions {[d.name.lower() for d in study.directions]}, not "
                 f"{list(self.directions)}; use another hydra.sweeper.study_name or the "
@@ -503,7 +561,7 @@ def _directions(direction: Any) -> tuple[str, ...]:
     names = tuple(str(getattr(d, "name", d)).lower() for d in raw)
     bad = [n for n in names if n not in DIRECTIONS]
     if not names or bad:
-        raise ValueError(
+        raise SweeperConfigError(
             f"hydra.sweeper.direction={direction} must be minimize, maximize or a list of them"
         )
     return names
@@ -511,5 +569,5 @@ def _directions(direction: Any) -> tuple[str, ...]:
 
 def _at_least(name: str, value: int, minimum: int) -> int:
     if not isinstance(value, int) or value < minimum:
-        raise ValueError(f"hydra.sweeper.{name}={value} must be an integer >= {minimum}")
+        raise SweeperConfigError(f"hydra.sweeper.{name}={value} must be an integer >= {minimum}")
     return value

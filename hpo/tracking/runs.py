@@ -25,6 +25,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from hpo.errors import RunError
 from hpo.paths import sqlite_database
 from hpo.tracking.settings import TrackingSettings
 from hpo.urls import mask_url
@@ -38,7 +39,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 _BATCH_LIMIT = 100
 
 
-class TrackingUnavailableError(RuntimeError):
+class TrackingUnavailableError(RunError):
     """The tracking store cannot be reached or written."""
 
 

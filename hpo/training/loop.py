@@ -26,6 +26,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from hpo.errors import RunError
 from hpo.training.objectives import is_improvement
 from hpo.training.precision import FP32, Precision
 from models.flip_tta import FlipTTA
@@ -41,7 +42,7 @@ Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 _FINITE_CHECK_EVERY = 25
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(RunError):
     """The training loss became NaN or infinite."""
 
 

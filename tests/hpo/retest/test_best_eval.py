@@ -288,9 +288,9 @@ def test_missing_storage_or_study_say_what_to_run(tmp_path, stores) -> None:
         load_study("nope", stores.storage)
 
 
-def test_cli_errors_exit_1_with_the_message(stores, monkeypatch, capfd) -> None:
+def test_cli_errors_exit_2_with_the_message(stores, monkeypatch, capfd) -> None:
     code = run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args("study=nope"))
-    assert code == 1
+    assert code == 2  # a usage error: the study named does not exist
     out, err = capfd.readouterr()
     assert "no study 'nope'" in out + err and "Traceback" not in err
 

@@ -275,7 +275,7 @@ def test_several_objectives_give_a_pareto_front(sweep, monkeypatch) -> None:
     ],
 )
 def test_bad_search_space_fails_before_any_trial(sweep, monkeypatch, capfd, entry, message) -> None:
-    assert sweep.run(entry, monkeypatch=monkeypatch) == 1
+    assert sweep.run(entry, monkeypatch=monkeypatch) == 2  # a usage error
     assert message in _output(capfd)
     with pytest.raises(KeyError):
         sweep.study()
