@@ -23,6 +23,7 @@ from optuna.visualization import matplotlib as optuna_plots
 from rich.console import Console
 from rich.table import Table
 
+from hpo.errors import first_line
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR
 from hpo.sweep.progress import SweepProgress
 from hpo.sweep.trial_link import LINK_KEY
@@ -103,7 +104,7 @@ def tag_child_run(config: DictConfig | None, study_name: str, number: int, state
             "trial %d: could not tag its MLflow run in %s: %s",
             number,
             mask_url(settings.uri),
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            first_line(exc),
         )
 
 
@@ -115,7 +116,7 @@ def tag_retried_run(config: DictConfig | None, run_id: str | None, number: int) 
     try:
         TrackedRun(tracking.client(settings), run_id).set_tags({"retried_as_trial": number})
     except Exception as exc:
-        log.warning("could not tag MLflow run %s as retried: %s", run_id, exc)
+        log.warning("could not tag MLflow run %s as retried: %s", run_id, first_line(exc))
 
 
 def close_stale_run(config: DictConfig | None, trial: FrozenTrial, grace_period: int) -> None:
@@ -130,7 +131,9 @@ def close_stale_run(config: DictConfig | None, trial: FrozenTrial, grace_period:
         tracking.end_lost_run(settings, str(run_id), why)
         log.info("MLflow run %s of trial %d ended KILLED", run_id, trial.number)
     except Exception as exc:
-        log.warning("could not end MLflow run %s of trial %d: %s", run_id, trial.number, exc)
+        log.warning(
+            "could not end MLflow run %s of trial %d: %s", run_id, trial.number, first_line(exc)
+        )
 
 
 def optimization_results(study: optuna.Study) -> dict[str, Any]:
@@ -185,7 +188,7 @@ def finish(
                 "could not record the study on its MLflow parent run %s: %s; the results are "
                 "in %s and the study storage",
                 parent.run_id,
-                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                first_line(exc),
                 results_path,
             )
     Console().print(_summary(study, progress, results, parent))
@@ -193,10 +196,7 @@ def finish(
         try:
             link = study_runs_link(parent)
         except Exception as exc:  # the tracking server is gone: the summary still prints
-            log.warning(
-                "no MLflow UI link: %s",
-                str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-            )
+            log.warning("no MLflow UI link: %s", first_line(exc))
             return
         # A line of its own, not a table cell: a cell would break the link in two.
         Console().print(f"MLflow UI: {link}", soft_wrap=True)

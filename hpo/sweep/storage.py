@@ -13,7 +13,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 from sqlalchemy.exc import DBAPIError
 
-from hpo.errors import RunError
+from hpo.errors import RunError, first_line
 from hpo.paths import sqlite_database
 from hpo.urls import mask_url, redact, storage_password_from_env
 
@@ -99,5 +99,5 @@ def _is_creation_race(exc: DBAPIError) -> bool:
 
 
 def _reason(exc: BaseException, url: str) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return redact(text.splitlines()[0], url) if text else type(exc).__name__
+    # A DBAPIError's own text repeats the SQL and a link; the driver's error says why.
+    return redact(first_line(getattr(exc, "orig", None) or exc), url)

@@ -25,7 +25,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from hpo.errors import RunError
+from hpo.errors import RunError, first_line
 from hpo.paths import sqlite_database
 from hpo.tracking.settings import TrackingSettings
 from hpo.urls import mask_url
@@ -221,15 +221,10 @@ def open_run(
                 "could not mark MLflow run %s FAILED in %s: %s",
                 tracked.run_id,
                 mask_url(settings.uri),
-                _first_line(lost),
+                first_line(lost),
             )
         raise
     client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FINISHED))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
