@@ -13,12 +13,12 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
-from mlflow import MlflowClient
 
 import train
 from hpo import builders
 from hpo.config_checks import ConfigError, check_config
 from hpo.tracking import recording
+from hpo.tracking.runs import tracking_client
 from hpo.training.loop import evaluate
 from hpo.training.precision import resolve_precision
 from models import AirbenchNet
@@ -74,7 +74,7 @@ def test_builder_without_training_images_warns(compose_cfg, caplog) -> None:
 def test_checkpoint_carries_the_whitening_to_a_rebuilt_model(compose_cfg, tmp_path: Path) -> None:
     cfg = compose_cfg(*TINY)
     value = train.train(cfg)
-    client = MlflowClient(tracking_uri=cfg.tracking.uri)
+    client = tracking_client(cfg.tracking.uri)
     experiment = client.get_experiment_by_name("fashion-mnist")
     (run,) = client.search_runs([experiment.experiment_id])
     client.download_artifacts(run.info.run_id, "checkpoints", str(tmp_path))

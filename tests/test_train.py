@@ -12,12 +12,11 @@ from urllib.parse import urlparse
 import pytest
 import torch
 from hydra.utils import instantiate
-from mlflow import MlflowClient
 
 import train
 from hpo.config_checks import ConfigError
 from hpo.tracking import recording
-from hpo.tracking.runs import TrackingUnavailableError
+from hpo.tracking.runs import TrackingUnavailableError, tracking_client
 from hpo.training.loop import TrainingDivergedError
 from hpo.training.precision import cpu_has_native_bf16
 
@@ -34,7 +33,7 @@ EPOCH_METRICS = (
 
 
 def _only_run(uri: str):
-    client = MlflowClient(tracking_uri=uri)
+    client = tracking_client(uri)
     experiment = client.get_experiment_by_name("fashion-mnist")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
@@ -182,7 +181,7 @@ def test_cli_trains_with_every_new_option_at_once(tmp_path: Path) -> None:
     result = _cli(*options, tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "Best epoch 1" in result.stderr + result.stdout
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/cli.db")
+    client = tracking_client(f"sqlite:///{tmp_path}/cli.db")
     experiment = client.get_experiment_by_name("fashion-mnist")
     (run,) = client.search_runs([experiment.experiment_id])
     # Config values, so recorded as params without anything added for them.

@@ -114,7 +114,8 @@ def tag_retried_run(config: DictConfig | None, run_id: str | None, number: int) 
     if settings is None or not run_id:
         return
     try:
-        TrackedRun(tracking.client(settings), run_id).set_tags({"retried_as_trial": number})
+        run = TrackedRun(tracking.tracking_client(settings.uri), run_id)
+        run.set_tags({"retried_as_trial": number})
     except Exception as exc:
         log.warning("could not tag MLflow run %s as retried: %s", run_id, first_line(exc))
 

@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from hpo.paths import PROJECT_ROOT
+from hpo.tracking.runs import tracking_client
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def register(
                 f"numpy=={np.__version__}",
             ],
         )
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = tracking_client(tracking_uri)
     version = str(info.registered_model_version)
     for key, value in {**tags, TEST_ACC_TAG: test_acc}.items():
         client.set_model_version_tag(name, version, key, str(value))
@@ -117,7 +118,7 @@ def champion_version(client: MlflowClient, name: str) -> Any | None:
 def load_champion(tracking_uri: str, name: str) -> torch.nn.Module:
     """The champion model: float32 (N, 1, 28, 28) raw pixels 0-255 in, (N, 10) logits out."""
     mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = tracking_client(tracking_uri)
     if champion_version(client, name) is None:
         raise LookupError(
             f"no model {name!r} with alias {CHAMPION!r} in {tracking_uri}; "

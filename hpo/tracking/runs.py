@@ -47,6 +47,11 @@ class ArtifactUnavailableError(LookupError):
     """A run's artifact is missing or cannot be downloaded."""
 
 
+def tracking_client(uri: str) -> MlflowClient:
+    """A client of the tracking store at `uri`: the project's one way to make one."""
+    return MlflowClient(tracking_uri=uri)
+
+
 class TrackedRun:
     """An open MLflow run; every method logs into it by id."""
 
@@ -194,7 +199,7 @@ def open_run(
         yield None
         return
     check_store(settings)
-    client = MlflowClient(tracking_uri=settings.uri)
+    client = tracking_client(settings.uri)
     all_tags = {k: str(v) for k, v in (tags or {}).items()}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
@@ -274,7 +279,7 @@ def open_study_run(
     """The study's parent run: `run_id`, or the one found by its tags when a rerun continues
     the study, else a new one."""
     check_store(settings)
-    client = MlflowClient(tracking_uri=settings.uri)
+    client = tracking_client(settings.uri)
     if run_id is not None:
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
         log.info("Joined MLflow parent run %s of study %r", run_id, study_name)
@@ -305,15 +310,10 @@ def end_run(run: TrackedRun, status: str = "FINISHED") -> None:
     run.client.set_terminated(run.run_id, status)
 
 
-def client(settings: TrackingSettings) -> MlflowClient:
-    """A client of the tracking store `settings` names."""
-    return MlflowClient(tracking_uri=settings.uri)
-
-
 def end_lost_run(settings: TrackingSettings, run_id: str, why: str) -> None:
     """End the run of a trial whose process died (it cannot end the run itself): KILLED,
     with `why` as its `error` tag. A run that already ended keeps its status."""
-    client = MlflowClient(tracking_uri=settings.uri)
+    client = tracking_client(settings.uri)
     if client.get_run(run_id).info.status != RunStatus.to_string(RunStatus.RUNNING):
         return
     client.set_tag(run_id, "error", why)
@@ -322,7 +322,7 @@ def end_lost_run(settings: TrackingSettings, run_id: str, why: str) -> None:
 
 def find_trial_run(settings: TrackingSettings, study_name: str, number: int) -> TrackedRun | None:
     """The child run of trial `number` of `study_name`, if the job created one."""
-    client = MlflowClient(tracking_uri=settings.uri)
+    client = tracking_client(settings.uri)
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is None:
         return None

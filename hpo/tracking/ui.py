@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from hydra import compose, initialize_config_dir
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from hpo.paths import PROJECT_ROOT, sqlite_database
 from hpo.schema import register_configs
-from hpo.tracking.runs import TrackedRun
+from hpo.tracking.runs import TrackedRun, tracking_client
 from hpo.tracking.settings import TrackingSettings
 
 # Where `make ui` serves the UI (Makefile, target `ui`).
@@ -80,7 +79,7 @@ def find_experiment_id(settings: TrackingSettings) -> str | None:
     database = sqlite_database(settings.uri)
     if database is not None and not database.exists():
         return None
-    found = MlflowClient(tracking_uri=settings.uri).get_experiment_by_name(settings.experiment)
+    found = tracking_client(settings.uri).get_experiment_by_name(settings.experiment)
     return None if found is None else str(found.experiment_id)
 
 

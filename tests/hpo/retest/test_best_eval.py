@@ -11,7 +11,6 @@ import pytest
 import torch
 from hydra.utils import instantiate
 from hydra_cli import run_hydra_main, run_train_cli
-from mlflow import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 from PIL import Image
@@ -19,6 +18,7 @@ from PIL import Image
 from hpo.retest import best_eval, predict
 from hpo.retest.best_trial import BestEvalError, choose_trial, load_record, load_study
 from hpo.tracking.registry import champion_version, load_champion
+from hpo.tracking.runs import tracking_client
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.loop import evaluate
 from hpo.training.precision import FP32, resolve_precision
@@ -110,7 +110,7 @@ def test_best_eval_reports_registers_and_leaves_the_study_alone(stores, monkeypa
     markdown = (stores.root / f"reports/{STUDY}/report.md").read_text()
     assert f"**Test accuracy: {test['accuracy']:.4f}**" in markdown
 
-    client = MlflowClient(tracking_uri=stores.mlflow)
+    client = tracking_client(stores.mlflow)
     run = client.get_run(report["mlflow_run_id"])
     assert run.info.run_name == "best-eval"
     assert run.data.metrics["test/acc"] == pytest.approx(test["accuracy"])

@@ -15,6 +15,8 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 from ports import free_port
 
+from hpo.tracking.runs import tracking_client
+
 ROOT = Path(__file__).resolve().parents[3]
 # Tiny trials: 2 epochs on 512 synthetic images with an 8-channel CNN.
 # Fixed values on the command line take these dimensions out of the default search space.
@@ -63,7 +65,7 @@ class Sweep:
         return yaml.safe_load((self.tmp / "multirun/optimization_results.yaml").read_text())
 
     def runs(self) -> tuple[MlflowClient, list]:
-        client = MlflowClient(tracking_uri=self.mlflow)
+        client = tracking_client(self.mlflow)
         experiment = client.get_experiment_by_name("fashion-mnist")
         return client, client.search_runs([experiment.experiment_id])
 

@@ -25,6 +25,8 @@ from mlflow import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 from ports import free_port
 
+from hpo.tracking.runs import tracking_client
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -124,7 +126,7 @@ class Workers:
     def runs(self) -> tuple[MlflowClient, list]:
         """A client (use it inside `credentials()`) and the study's runs."""
         with self.credentials():
-            client = MlflowClient(tracking_uri=self.tracking)
+            client = tracking_client(self.tracking)
             experiment = client.get_experiment_by_name("fashion-mnist")
             runs = client.search_runs(
                 [experiment.experiment_id],

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from mlflow import MlflowClient
 
 from hpo.tracking.registry import CHAMPION, load_champion, register
-from hpo.tracking.runs import open_run
+from hpo.tracking.runs import open_run, tracking_client
 from hpo.tracking.settings import TrackingSettings
 from models import FlipTTA, RawPixelClassifier
 
@@ -35,7 +34,7 @@ def test_champion_moves_only_on_improvement(tmp_path) -> None:
     assert [o.version for o in outcomes] == ["1", "2", "3", "4"]
     assert outcomes[1].previous_version == "1" and outcomes[1].previous_test_acc == 0.80
     assert "did not beat the champion v1" in outcomes[1].describe()
-    client = MlflowClient(tracking_uri=settings.uri)
+    client = tracking_client(settings.uri)
     assert str(client.get_model_version_by_alias("m", CHAMPION).version) == "4"
 
 

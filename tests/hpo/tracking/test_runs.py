@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from hpo.tracking.runs import (
     ArtifactUnavailableError,
@@ -13,6 +12,7 @@ from hpo.tracking.runs import (
     find_trial_run,
     open_run,
     open_study_run,
+    tracking_client,
 )
 from hpo.tracking.settings import TrackingSettings
 
@@ -23,7 +23,7 @@ def settings(tmp_path: Path) -> TrackingSettings:
 
 
 def _status(settings: TrackingSettings, run_id: str) -> str:
-    return MlflowClient(tracking_uri=settings.uri).get_run(run_id).info.status
+    return tracking_client(settings.uri).get_run(run_id).info.status
 
 
 class _PrunedError(Exception):
@@ -50,7 +50,7 @@ def test_open_run_ends_with_the_status_of_the_block(settings, raised, status) ->
     except (_PrunedError, RuntimeError, KeyboardInterrupt):
         pass
     assert _status(settings, run_ids[0]) == status
-    tags = MlflowClient(tracking_uri=settings.uri).get_run(run_ids[0]).data.tags
+    tags = tracking_client(settings.uri).get_run(run_ids[0]).data.tags
     assert ("error" in tags) == (status == "FAILED")
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from hpo.tracking import ui
-from hpo.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, experiment_id
+from hpo.tracking.runs import (
+    EXPERIMENT_KIND_TAG,
+    MODEL_TRAINING_KIND,
+    experiment_id,
+    tracking_client,
+)
 from hpo.tracking.settings import TrackingSettings
 
 ML_VIEW = "?workflowType=machine_learning"
@@ -77,19 +81,19 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _kind(store: str, name: str) -> str | None:
-    found = MlflowClient(tracking_uri=store).get_experiment_by_name(name)
+    found = tracking_client(store).get_experiment_by_name(name)
     assert found is not None
     return found.tags.get(EXPERIMENT_KIND_TAG)
 
 
 def test_a_new_experiment_is_tagged_as_model_training(store: str) -> None:
     settings = TrackingSettings(uri=store, experiment="new-exp")
-    experiment_id(MlflowClient(tracking_uri=store), settings)
+    experiment_id(tracking_client(store), settings)
     assert _kind(store, "new-exp") == MODEL_TRAINING_KIND == "custom_model_development"
 
 
 def test_an_existing_experiment_gets_the_tag_and_keeps_a_kind_set_by_others(store: str) -> None:
-    client = MlflowClient(tracking_uri=store)
+    client = tracking_client(store)
     client.create_experiment("old-exp")
     client.create_experiment("genai-exp", tags={EXPERIMENT_KIND_TAG: "genai_development"})
     for name in ("old-exp", "genai-exp"):
@@ -99,7 +103,7 @@ def test_an_existing_experiment_gets_the_tag_and_keeps_a_kind_set_by_others(stor
 
 
 def test_describe_links_the_experiment_or_says_how_to_create_it(store: str) -> None:
-    client = MlflowClient(tracking_uri=store)
+    client = tracking_client(store)
     exp_id = experiment_id(client, TrackingSettings(uri=store, experiment="linked"))
     text = ui.describe(TrackingSettings(uri=store, experiment="linked"), "http://127.0.0.1:5099")
     assert f"http://127.0.0.1:5099/#/experiments/{exp_id}/runs{ML_VIEW}" in text
@@ -114,7 +118,7 @@ def test_describe_does_not_create_a_missing_store(tmp_path: Path) -> None:
 
 
 def test_main_reads_the_experiment_name_from_conf(store: str, capsys) -> None:
-    client = MlflowClient(tracking_uri=store)
+    client = tracking_client(store)
     exp_id = experiment_id(client, TrackingSettings(uri=store, experiment="fashion-mnist"))
     assert ui.main([f"tracking.uri={store}"]) == 0
     out = capsys.readouterr().out
