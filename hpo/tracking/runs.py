@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 # MLflow draws a progress bar for every artifact download; in logs they are noise.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-# MLflow accepts at most this many params / metrics per log_batch call.
-_BATCH_LIMIT = 100
-
 
 class TrackingUnavailableError(RunError):
     """The tracking store cannot be reached or written."""
@@ -59,16 +56,15 @@ class TrackedRun:
         self.client = client
         self.run_id = run_id
 
+    # `log_batch` splits what it is given into the store's batch limits itself.
     def log_params(self, params: Mapping[str, Any]) -> None:
         items = [Param(k, _param_value(v)) for k, v in params.items()]
-        for i in range(0, len(items), _BATCH_LIMIT):
-            self.client.log_batch(self.run_id, params=items[i : i + _BATCH_LIMIT])
+        self.client.log_batch(self.run_id, params=items)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = _now_ms()
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        for i in range(0, len(items), _BATCH_LIMIT):
-            self.client.log_batch(self.run_id, metrics=items[i : i + _BATCH_LIMIT])
+        self.client.log_batch(self.run_id, metrics=items)
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -91,3 +91,19 @@ def test_the_study_run_is_reopened_not_duplicated(settings) -> None:
     again = open_study_run(settings, "study-b", {})
     assert again.run_id == first.run_id
     assert _status(settings, again.run_id) == "RUNNING"
+
+
+def test_more_params_tags_and_metrics_than_one_batch_holds_are_all_logged(settings) -> None:
+    # The store takes at most 100 params or tags and 1000 metrics per request; MlflowClient's
+    # log_batch splits larger lists itself, so TrackedRun hands it everything at once.
+    with open_run(settings, run_name="wide") as run:
+        assert run is not None
+        run.log_params({f"p{i}": i for i in range(250)})
+        run.set_tags({f"t{i}": i for i in range(150)})
+        run.log_metrics({f"m{i}": float(i) for i in range(1200)}, step=2)
+    data = tracking_client(settings.uri).get_run(run.run_id).data
+    assert data.params == {f"p{i}": str(i) for i in range(250)}
+    assert {k: v for k, v in data.tags.items() if k.startswith("t")} == {
+        f"t{i}": str(i) for i in range(150)
+    }
+    assert data.metrics == {f"m{i}": float(i) for i in range(1200)}
