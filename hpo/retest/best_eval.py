@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import matplotlib.pyplot as plt
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -319,7 +318,6 @@ def _write_reports(
     (out_dir / "report.md").write_text(_markdown(summary, report))
     for name, figure in figures.items():
         figure.savefig(out_dir / f"{name}.png", dpi=110)
-        plt.close(figure)
     log.info("Wrote the report and figures to %s", out_dir)
 
 

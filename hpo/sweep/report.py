@@ -7,14 +7,12 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
 import matplotlib.pyplot as plt
 import optuna
 from omegaconf import DictConfig, OmegaConf
@@ -220,13 +218,33 @@ def _fill_parent(
         table = Path(tmp) / TRIALS_ARTIFACT
         study.trials_dataframe().to_csv(table, index=False)
         parent.log_file(table)
-    for name, figure in study_figures(study):
-        parent.log_figure(figure, f"plots/{name}.png")
-        plt.close(figure)
+    with study_figures(study) as figures:
+        for name, figure in figures:
+            parent.log_figure(figure, f"plots/{name}.png")
 
 
-def study_figures(study: optuna.Study) -> list[tuple[str, Any]]:
-    """Optuna's matplotlib plots that can be drawn now; each skipped one is logged with why."""
+@contextmanager
+def study_figures(study: optuna.Study) -> Iterator[list[tuple[str, Any]]]:
+    """Optuna's matplotlib plots that can be drawn now, for the block to save; each skipped
+    one is logged with why.
+
+    Optuna draws through pyplot, which keeps every figure until it is closed, and styles it
+    by changing the process-wide rcParams (`plt.style.use("ggplot")`). So the plots are
+    drawn with interactive mode off (no window opens, even where pyplot has a GUI backend;
+    a headless machine gets Agg by itself), inside an `rc_context` (the style is undone
+    after the block), and every figure opened meanwhile is closed when the block ends, a
+    plot that failed half-way included.
+    """
+    with matplotlib.rc_context(), plt.ioff():
+        before = set(plt.get_fignums())
+        try:
+            yield _draw(study)
+        finally:
+            for number in set(plt.get_fignums()) - before:
+                plt.close(number)
+
+
+def _draw(study: optuna.Study) -> list[tuple[str, Any]]:
     multi = len(study.directions) > 1
     target: Callable[[Any], float] | None = (lambda t: t.values[0]) if multi else None
     kwargs: dict[str, Any] = {"target": target, "target_name": "objective 0"} if multi else {}

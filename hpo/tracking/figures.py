@@ -1,14 +1,15 @@
-"""Matplotlib figures of a training run: learning curves and sample predictions."""
+"""Matplotlib figures of a training run: learning curves and sample predictions.
+
+Built as plain `matplotlib.figure.Figure` objects, not through pyplot: they are only saved
+to files, so they need no GUI backend (nothing to switch at import, nothing opens a window
+on a desktop) and no `plt.close` (pyplot never holds them; they go with their last
+reference).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: runs on headless machines and inside sweeps
-
-import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
@@ -16,7 +17,8 @@ from matplotlib.figure import Figure
 def learning_curves(history: Sequence[dict[str, float]], best_epoch: int | None = None) -> Figure:
     """Loss and accuracy per epoch, train and validation side by side."""
     epochs = list(range(1, len(history) + 1))
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
         for split, style in (("train", "o-"), ("val", "s-")):
             ax.plot(epochs, [h[f"{split}/{metric}"] for h in history], style, label=split)
@@ -53,7 +55,8 @@ def prediction_grid(
     """
     count = images.shape[0]
     rows = max(1, -(-count // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.7 * columns, 2.0 * rows), squeeze=False)
+    fig = Figure(figsize=(1.7 * columns, 2.0 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     confidence, predicted = probs.max(dim=1)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -75,7 +78,8 @@ def confusion_matrices(confusion: Sequence[Sequence[int]], class_names: Sequence
     """The confusion matrix as counts and row-normalised (recall per true class)."""
     counts = torch.tensor(confusion, dtype=torch.float64)
     normalised = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
-    fig, axes = plt.subplots(1, 2, figsize=(17, 7.5), constrained_layout=True)
+    fig = Figure(figsize=(17, 7.5), layout="constrained")
+    axes = fig.subplots(1, 2)
     for ax, matrix, title, fmt in (
         (axes[0], counts, "Counts", "{:.0f}"),
         (axes[1], normalised, "Normalised by true class", "{:.2f}"),

@@ -10,7 +10,6 @@ from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-import matplotlib.pyplot as plt
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -129,7 +128,6 @@ def log_run_end(
         run.log_text(json.dumps(meta, indent=2), CHECKPOINT_META_ARTIFACT)
     for figure, artifact in figures:
         run.log_figure(figure, artifact)
-        plt.close(figure)
 
 
 def log_training_end(

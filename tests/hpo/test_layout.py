@@ -158,3 +158,24 @@ def test_the_test_set_is_read_only_in_the_retest_room() -> None:
         if "load_test" in p.read_text()
     }
     assert readers and all(r.startswith("hpo/retest/") for r in readers), readers
+
+
+def test_no_module_picks_a_matplotlib_backend() -> None:
+    """A backend switch in a library module changes its host's plots (a notebook's inline
+    figures) when imported: figures are plain `Figure`s, or Optuna's drawn under `plt.ioff`."""
+    calls = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in [*_sources(*SOURCE_DIRS), ROOT / "train.py"]
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and (
+            node.func.attr == "switch_backend"
+            or (
+                node.func.attr == "use"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "matplotlib"
+            )
+        )
+    ]
+    assert not calls, calls

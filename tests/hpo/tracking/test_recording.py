@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import pytest
 import torch
 from torch import nn
@@ -39,5 +38,3 @@ def test_prediction_figure_follows_the_runs_tta(tta: bool, expected: str) -> Non
     grid = dict((artifact, figure) for figure, artifact in figures)[PREDICTIONS_ARTIFACT]
     titles = [ax.get_title() for ax in grid.axes if ax.get_title()]
     assert titles == [f"true: left\n{expected}"] * 2
-    for figure, _ in figures:
-        plt.close(figure)
