@@ -83,9 +83,9 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
             model,
             train_batches,
             val_batches,
-            optimizer,
-            scheduler,
-            settings,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            settings=settings,
             monitor=monitor,
             on_epoch_end=_epoch_callback(run, reporter, monitor),
         )

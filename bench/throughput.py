@@ -190,9 +190,19 @@ def time_pipeline(pipeline: Pipeline, cfg: DictConfig, args: argparse.Namespace)
     model = instantiate(cfg.model).to(memory_format=pipeline.memory_format)
     optimizer = instantiate(cfg.optimizer)(model.parameters())
     settings = TrainSettings(epochs=1, progress=False, precision=pipeline.precision)
+    scaler = pipeline.precision.grad_scaler()  # one for all steps, as fit makes one per run
 
     def step(batches: Iterable[Batch]) -> int:
-        return train_one_epoch(model, batches, optimizer, None, settings)[2]
+        return train_one_epoch(
+            model,
+            batches,
+            optimizer=optimizer,
+            scheduler=None,
+            settings=settings,
+            epoch=1,
+            scaler=scaler,
+            ema=None,
+        )[2]
 
     train_images, train_seconds = _timed(pipeline.loader, args, step=step)
     result = Measurement(

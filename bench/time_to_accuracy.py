@@ -58,7 +58,7 @@ from hpo.paths import PROJECT_ROOT  # noqa: E402
 from hpo.schema import register_configs  # noqa: E402
 from hpo.training.allocator import keep_freed_memory  # noqa: E402
 from hpo.training.devices import configure_threads, resolve_device  # noqa: E402
-from hpo.training.loop import TrainSettings, evaluate, train_one_epoch  # noqa: E402
+from hpo.training.loop import TrainSettings, evaluate, fit  # noqa: E402
 from hpo.training.precision import PRECISION_CHOICES, Precision, resolve_precision  # noqa: E402
 from hpo.training.schedulers import onecycle  # noqa: E402
 from hpo.training.seeding import seed_everything  # noqa: E402
@@ -128,14 +128,12 @@ def train(
         pct = float(cfg.scheduler.pct_start)  # conf/scheduler/onecycle.yaml
         scheduler = onecycle(optimizer, total_steps=total, max_lr=args.lr, pct_start=pct)
     settings = TrainSettings(epochs=args.epochs, progress=False, precision=precision)
-    scaler = precision.grad_scaler()
     start = time.perf_counter()
-    for epoch in range(1, args.epochs + 1):
-        loss, acc, _ = train_one_epoch(
-            model, batches, optimizer, scheduler, settings, epoch, scaler
-        )
-        log.info("epoch %d: train/loss %.4f train/acc %.4f", epoch, loss, acc)
-    return model, time.perf_counter() - start
+    # The trials' own loop, without validation: it trains every epoch and keeps the last.
+    result = fit(model, batches, None, optimizer=optimizer, scheduler=scheduler, settings=settings)
+    seconds = time.perf_counter() - start
+    model.load_state_dict(result.best_state)
+    return model, seconds
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

@@ -71,6 +71,28 @@ class DataSplits:
             drop_last=len(self.train_labels) >= batch_size,
         )
 
+    def merged(self) -> DataSplits:
+        """Train and validation as one train split, for a final retrain without validation.
+
+        Its statistics are those of all the images (the retrained model is normalised as it
+        was trained), and its validation split is empty, so `val_loader` refuses it: nothing
+        is left to validate on. `train_loader` over it batches exactly as over a trial's
+        train split (shuffle, augmentation, full batches).
+        """
+        images = torch.cat([self.train_images, self.val_images])
+        labels = torch.cat([self.train_labels, self.val_labels])
+        mean, std = channel_stats(images)
+        log.info("data: all %d training images merged, mean %.4f std %.4f", len(labels), mean, std)
+        return DataSplits(
+            train_images=images,
+            train_labels=labels,
+            val_images=self.val_images[:0],
+            val_labels=self.val_labels[:0],
+            mean=mean,
+            std=std,
+            class_names=self.class_names,
+        )
+
     def val_loader(
         self, *, batch_size: int, device: torch.device | str, channels_last: bool = True
     ) -> TensorBatchLoader:

@@ -61,19 +61,25 @@ def loaders(
     cfg: DictConfig, splits: DataSplits, device: torch.device
 ) -> tuple[TensorBatchLoader, TensorBatchLoader]:
     """Shuffled, augmented train batches and plain validation batches on `device`."""
-    train = splits.train_loader(
-        batch_size=cfg.trainer.batch_size,
-        seed=cfg.seed,
-        device=device,
-        augment=build(cfg.augmentation),
-        channels_last=cfg.trainer.channels_last,
-    )
+    train = train_loader(cfg, splits, device)
     val = splits.val_loader(
         batch_size=cfg.trainer.eval_batch_size,
         device=device,
         channels_last=cfg.trainer.channels_last,
     )
     return train, val
+
+
+def train_loader(cfg: DictConfig, splits: DataSplits, device: torch.device) -> TensorBatchLoader:
+    """Shuffled, augmented batches of `splits`' train split on `device`, as `cfg.trainer` and
+    `cfg.augmentation` say: a trial's, or a final retrain's over `splits.merged()`."""
+    return splits.train_loader(
+        batch_size=cfg.trainer.batch_size,
+        seed=cfg.seed,
+        device=device,
+        augment=build(cfg.augmentation),
+        channels_last=cfg.trainer.channels_last,
+    )
 
 
 def model(

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from data import TensorBatchLoader, channel_stats
+from data import TensorBatchLoader
 from hpo import builders
 from hpo.errors import exit_on_user_error, first_line
 from hpo.paths import PROJECT_ROOT
@@ -34,7 +34,7 @@ from hpo.tracking.runs import STUDY_TAG, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
-from hpo.training.loop import ema_for_epoch, predict, train_one_epoch
+from hpo.training.loop import fit, predict
 from hpo.training.precision import Precision, resolve_precision
 from hpo.training.seeding import seed_everything
 from models import FlipTTA, RawPixelClassifier
@@ -149,45 +149,31 @@ def _retrain(
 ) -> Retested:
     """Train the trial's config from scratch on all training images (train + validation).
 
-    Under the trial's trainer.ema the weight average is what gets tested, as in the trial.
+    Through the trials' own `fit`, without validation: the same loader code, precision,
+    gradient scaler and weight average; under the trial's trainer.ema the average is what
+    gets tested, as in the trial. Every epoch is trained: with nothing to validate on,
+    trainer.patience has nothing to stop on.
     """
     cfg = OmegaConf.merge({"trainer": _ADDED_TRAINER_KEYS}, record.config)
     assert isinstance(cfg, DictConfig)
     epochs = int(epochs or cfg.trainer.epochs)
     seed_everything(cfg.seed)
     splits = builders.splits(cfg)
-    images = torch.cat([splits.train_images, splits.val_images])
-    labels = torch.cat([splits.train_labels, splits.val_labels])
-    mean, std = channel_stats(images)
-    batches = TensorBatchLoader(
-        images,
-        labels,
-        batch_size=cfg.trainer.batch_size,
-        mean=mean,
-        std=std,
-        shuffle=True,
-        seed=cfg.seed,
-        augment=builders.build(cfg.augmentation),
-        device=device,
-        channels_last=cfg.trainer.channels_last,
-        # Full batches only, as train_loader does (a partial batch slows later CPU steps).
-        drop_last=len(labels) >= cfg.trainer.batch_size,
-    )
+    merged = splits.merged()
+    batches = builders.train_loader(cfg, merged, device)
     # A whitening first layer is computed from the training split, as the trial's was (its
     # normalisation differs from all 60k's by a hair).
     model = builders.model(cfg, device, splits)
     optimizer, scheduler, settings = builders.optimization(
         cfg, model, len(batches), precision, epochs
     )
-    log.info("Retraining on all %d training images for %d epochs", len(labels), epochs)
-    ema = None
-    for epoch in range(1, epochs + 1):
-        ema = ema_for_epoch(model, settings, epoch, ema)
-        loss, acc, _ = train_one_epoch(
-            model, batches, optimizer, scheduler, settings, epoch, ema=ema
-        )
-        log.info("retrain epoch %d/%d train/loss=%.4f train/acc=%.4f", epoch, epochs, loss, acc)
-    return Retested(model if ema is None else ema.module, mean, std, "retrain", precision)
+    if settings.patience is not None:
+        log.info("trainer.patience=%d unused: the retrain has no validation", settings.patience)
+    settings = replace(settings, patience=None)
+    log.info("Retraining on all %d training images for %d epochs", len(merged.train_labels), epochs)
+    result = fit(model, batches, None, optimizer=optimizer, scheduler=scheduler, settings=settings)
+    model.load_state_dict(result.best_state)  # the final weights (the average's under EMA)
+    return Retested(model, merged.mean, merged.std, "retrain", precision)
 
 
 def _test_logits(

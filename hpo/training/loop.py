@@ -2,7 +2,8 @@
 
 Plain PyTorch: it knows nothing of Hydra, Optuna or MLflow. Whoever calls `fit` passes an
 `on_epoch_end` callback to log metrics or report to a pruner; the callback may raise to
-stop training (a pruned trial does exactly that).
+stop training (a pruned trial does exactly that). It is the one training loop: a trial
+fits with validation batches, best-eval's final retrain without (keeping the final weights).
 
 With `TrainSettings.ema` set, an exponential moving average of the weights (and of the
 BatchNorm statistics) follows every optimizer step, and it is what gets validated and
@@ -48,7 +49,11 @@ class TrainingDivergedError(RunError):
 
 @dataclass
 class FitResult:
-    """What a finished `fit` hands back."""
+    """What a finished `fit` hands back.
+
+    `best_*` describe the kept weights: the best validated epoch's, or without validation
+    the final epoch's.
+    """
 
     history: list[EpochMetrics]
     best_epoch: int
@@ -79,45 +84,65 @@ class TrainSettings:
 def fit(
     model: nn.Module,
     train_batches: Batches,
-    val_batches: Batches,
+    val_batches: Batches | None,
+    *,
     optimizer: torch.optim.Optimizer,
     scheduler: LRScheduler | None,
     settings: TrainSettings,
-    *,
-    monitor: str = "val/acc",
+    monitor: str | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> FitResult:
     """Train for `settings.epochs` epochs, keeping the weights of the best epoch.
 
+    Trials and best-eval's final retrain both train through here, so they share one gradient
+    scaler (made from `settings.precision`), one autocast and one weight average.
+
+    Without validation (`val_batches=None`, e.g. a final retrain on all training images)
+    every epoch is trained, the epochs report train metrics only, and the final weights are
+    kept (the average's under `settings.ema`), so `best_epoch` is the last one. Early
+    stopping and a monitored metric need validated metrics: `settings.patience` or
+    `monitor` without validation is refused rather than silently ignored.
+
     Args:
         model: the network, already on the loaders' device.
         train_batches: re-iterable; each pass is one epoch (a new shuffle).
-        val_batches: re-iterable validation batches, never augmented.
+        val_batches: re-iterable validation batches, never augmented; None: no validation.
         optimizer: built over `model.parameters()`.
         scheduler: stepped after every optimizer step, or None.
         settings: epochs, label smoothing, patience, gradient clipping, progress bar, weight
             average (`ema`: validated and kept instead of the live weights), flip TTA.
-        monitor: the epoch metric that picks the best epoch (e.g. `val/acc`, `val/loss`).
+        monitor: the epoch metric that picks the best epoch (e.g. `val/loss`); None:
+            `val/acc`. Only with validation.
         on_epoch_end: called with (epoch, metrics) after each epoch; may raise to stop.
 
     Raises:
+        ValueError: `settings.patience` or `monitor` set while `val_batches` is None.
         TrainingDivergedError: when the training loss becomes NaN or infinite.
     """
+    monitor = _monitored(val_batches, settings, monitor)
     history: list[EpochMetrics] = []
-    best: EpochMetrics | None = None
     best_state: dict[str, torch.Tensor] = {}
     best_epoch, since_best = 0, 0
     scaler = settings.precision.grad_scaler()  # one for the whole fit: it adapts its scale
     ema: AveragedModel | None = None
     for epoch in range(1, settings.epochs + 1):
-        ema = ema_for_epoch(model, settings, epoch, ema)
+        ema = _ema_for_epoch(model, settings, epoch, ema)
         metrics = _run_epoch(
-            model, train_batches, val_batches, optimizer, scheduler, settings, epoch, scaler, ema
+            model,
+            train_batches,
+            val_batches,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            settings=settings,
+            epoch=epoch,
+            scaler=scaler,
+            ema=ema,
         )
         history.append(metrics)
         log.info("epoch %d/%d %s", epoch, settings.epochs, _format(metrics))
-        if is_improvement(metrics[monitor], None if best is None else best[monitor], monitor):
-            best, best_epoch, since_best = metrics, epoch, 0
+        best = history[best_epoch - 1] if best_epoch else None
+        if _keeps(metrics, best, monitor, last=epoch == settings.epochs):
+            best_epoch, since_best = epoch, 0
             # The bare network's state_dict (the average's own, under EMA): same keys either way.
             kept = model if ema is None else ema.module
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in kept.state_dict().items()}
@@ -127,13 +152,42 @@ def fit(
             on_epoch_end(epoch, metrics)
         if settings.patience is not None and since_best >= settings.patience:
             log.info("no %s improvement for %d epochs: stopping early", monitor, since_best)
-            assert best is not None
-            return FitResult(history, best_epoch, best, best_state, stopped_early=True)
-    assert best is not None, "epochs >= 1 is validated before training"
-    return FitResult(history, best_epoch, best, best_state)
+            assert best_epoch > 0
+            return FitResult(history, best_epoch, history[best_epoch - 1], best_state, True)
+    assert best_epoch > 0, "epochs >= 1 is validated before training"
+    return FitResult(history, best_epoch, history[best_epoch - 1], best_state)
 
 
-def ema_for_epoch(
+def _monitored(
+    val_batches: Batches | None, settings: TrainSettings, monitor: str | None
+) -> str | None:
+    """The metric that picks the best epoch; None without validation (the last is kept)."""
+    if val_batches is not None:
+        return monitor or "val/acc"
+    if settings.patience is not None:
+        raise ValueError(
+            f"patience={settings.patience} needs validation batches to stop on; set patience "
+            f"to None for a run without validation (it trains all {settings.epochs} epochs)"
+        )
+    if monitor is not None:
+        raise ValueError(
+            f"monitor={monitor!r} needs validation batches; without them the final epoch's "
+            "weights are kept, so leave monitor unset"
+        )
+    return None
+
+
+def _keeps(
+    metrics: EpochMetrics, best: EpochMetrics | None, monitor: str | None, last: bool
+) -> bool:
+    """Whether this epoch's weights replace the kept ones: an improvement of `monitor`, or
+    (without validation) the final epoch."""
+    if monitor is None:
+        return last
+    return is_improvement(metrics[monitor], None if best is None else best[monitor], monitor)
+
+
+def _ema_for_epoch(
     model: nn.Module, settings: TrainSettings, epoch: int, ema: AveragedModel | None
 ) -> AveragedModel | None:
     """The weight average to update during `epoch`: `ema` once started, else a new one when
@@ -159,7 +213,8 @@ def inference_model(model: nn.Module, ema: AveragedModel | None, tta: bool) -> n
 def _run_epoch(
     model: nn.Module,
     train_batches: Batches,
-    val_batches: Batches,
+    val_batches: Batches | None,
+    *,
     optimizer: torch.optim.Optimizer,
     scheduler: LRScheduler | None,
     settings: TrainSettings,
@@ -170,37 +225,46 @@ def _run_epoch(
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     train_loss, train_acc, seen = train_one_epoch(
-        model, train_batches, optimizer, scheduler, settings, epoch, scaler, ema
+        model,
+        train_batches,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        settings=settings,
+        epoch=epoch,
+        scaler=scaler,
+        ema=ema,
     )
     train_seconds = time.perf_counter() - start
-    evaluated = inference_model(model, ema, settings.tta)
-    val_loss, val_acc = evaluate(evaluated, val_batches, settings.precision)
-    return {
-        "train/loss": train_loss,
-        "train/acc": train_acc,
-        "val/loss": val_loss,
-        "val/acc": val_acc,
-        "lr": lr,
-        "epoch_seconds": time.perf_counter() - start,
-        "images_per_second": seen / train_seconds,
-    }
+    metrics: EpochMetrics = {"train/loss": train_loss, "train/acc": train_acc}
+    if val_batches is not None:
+        evaluated = inference_model(model, ema, settings.tta)
+        metrics["val/loss"], metrics["val/acc"] = evaluate(
+            evaluated, val_batches, settings.precision
+        )
+    metrics["lr"] = lr
+    metrics["epoch_seconds"] = time.perf_counter() - start
+    metrics["images_per_second"] = seen / train_seconds
+    return metrics
 
 
 def train_one_epoch(
     model: nn.Module,
     batches: Batches,
+    *,
     optimizer: torch.optim.Optimizer,
     scheduler: LRScheduler | None,
     settings: TrainSettings,
-    epoch: int = 1,
-    scaler: torch.amp.GradScaler | None = None,
-    ema: AveragedModel | None = None,
+    epoch: int,
+    scaler: torch.amp.GradScaler | None,
+    ema: AveragedModel | None,
 ) -> tuple[float, float, int]:
     """One pass over `batches`; returns (mean loss, accuracy, images seen).
 
     The forward pass and the loss run under `settings.precision`'s autocast; backward and
-    the optimizer step outside it. `scaler` (fp16 only) scales the loss against underflow.
-    `ema` (see `ema_for_epoch`) takes one step towards the weights after each optimizer step.
+    the optimizer step outside it. `scaler` (`settings.precision.grad_scaler()`: fp16 only)
+    scales the loss against underflow. `ema`, when not None, takes one step towards the
+    weights after each optimizer step. Every argument after `batches` is keyword-only and
+    required, so a forgotten scaler or average cannot pass unnoticed; `fit` supplies them.
     """
     model.train()
     # Sums stay on the device; reading them every batch would force a device sync.
@@ -319,4 +383,4 @@ class _Progress:
 
 def _format(metrics: EpochMetrics) -> str:
     keys = ("train/loss", "train/acc", "val/loss", "val/acc", "epoch_seconds", "images_per_second")
-    return " ".join(f"{k}={metrics[k]:.4g}" for k in keys)
+    return " ".join(f"{k}={metrics[k]:.4g}" for k in keys if k in metrics)

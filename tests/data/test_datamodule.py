@@ -87,6 +87,27 @@ def test_train_batches_are_full_unless_the_split_is_smaller(num_train, batch_siz
     )
 
 
+def test_merged_splits_train_on_every_image_normalised_with_their_own_statistics() -> None:
+    splits = SyntheticData(num_train=100, num_val=40, train_subset=60).setup()
+    merged = splits.merged()
+    assert torch.equal(merged.train_images, torch.cat([splits.train_images, splits.val_images]))
+    assert torch.equal(merged.train_labels, torch.cat([splits.train_labels, splits.val_labels]))
+    assert (merged.mean, merged.std) == channel_stats(merged.train_images)
+    assert (merged.mean, merged.std) != (splits.mean, splits.std)
+    assert merged.class_names == splits.class_names
+    assert merged.val_images.shape == (0, 1, 28, 28) and merged.val_labels.shape == (0,)
+    with pytest.raises(ValueError, match="at least one sample"):
+        merged.val_loader(batch_size=16, device="cpu")  # nothing is left to validate on
+    # The trial's loader code: full batches of 100 images out of 60 + 40, all normalised
+    # with the merged statistics.
+    train = merged.train_loader(batch_size=32, seed=1, augment=None, device="cpu")
+    batches = list(train)
+    assert [y.shape[0] for _, y in batches] == [32, 32, 32]
+    pool = (merged.train_images.flatten(1).float() / 255 - merged.mean) / merged.std
+    for x, _ in batches:
+        assert (x.flatten(1)[:, None] - pool[None]).abs().amax(-1).min(1).values.max() < 1e-5
+
+
 @pytest.mark.parametrize(
     ("cls", "kwargs", "error"),
     [

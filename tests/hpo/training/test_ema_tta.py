@@ -9,14 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hpo.training.loop import (
-    FitResult,
-    TrainSettings,
-    ema_for_epoch,
-    evaluate,
-    fit,
-    train_one_epoch,
-)
+from hpo.training.loop import FitResult, TrainSettings, evaluate, fit
 from hpo.training.precision import Precision
 from models import FlipTTA
 
@@ -41,43 +34,49 @@ def _net() -> nn.Module:
 def _fit(model: nn.Module, epochs: int = 2, lr: float = 0.5, **settings) -> FitResult:
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     train_settings = TrainSettings(epochs=epochs, progress=False, **settings)
-    return fit(model, _batches(256, 0), _batches(128, 1), opt, None, train_settings)
+    return fit(
+        model,
+        _batches(256, 0),
+        _batches(128, 1),
+        optimizer=opt,
+        scheduler=None,
+        settings=train_settings,
+    )
 
 
 def _floats(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in state.items() if v.is_floating_point()}
 
 
-def test_each_step_moves_the_average_by_the_ema_formula() -> None:
+def test_each_step_moves_the_average_and_without_validation_the_final_average_is_kept() -> None:
     torch.manual_seed(0)
     model = _net()
     decay = 0.9
-    settings = TrainSettings(epochs=1, progress=False, ema=decay)
-    ema = ema_for_epoch(model, settings, 1, None)
-    assert ema is not None
-    expected = _floats(model.state_dict())  # the average starts at the current weights
+    expected = _floats(model.state_dict())  # the average starts at the initial weights
+    steps: list[dict[str, torch.Tensor]] = []
+
+    def after_step(epoch: int, metrics: dict[str, float]) -> None:
+        steps.append(_floats(model.state_dict()))  # one batch per epoch: one step each
+
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    for batch in _batches(96, 0):
-        train_one_epoch(model, [batch], opt, None, settings, ema=ema)
-        live = _floats(model.state_dict())
+    settings = TrainSettings(epochs=4, progress=False, ema=decay)
+    result = fit(
+        model,
+        _batches(96, 0, batch=96),
+        None,
+        optimizer=opt,
+        scheduler=None,
+        settings=settings,
+        on_epoch_end=after_step,
+    )
+    for live in steps:
         expected = {k: decay * expected[k] + (1 - decay) * live[k] for k in expected}
-        averaged = _floats(ema.module.state_dict())
-        assert averaged.keys() == expected.keys()
-        for key in expected:  # parameters and BatchNorm running statistics alike
-            torch.testing.assert_close(averaged[key], expected[key], msg=key)
-    live = _floats(model.state_dict())
-    assert not torch.allclose(averaged["0.weight"], live["0.weight"])
-    assert not torch.allclose(averaged["1.running_mean"], live["1.running_mean"])
-
-
-def test_no_average_when_off_or_warming_up_and_the_same_one_after() -> None:
-    model = _net()
-    assert ema_for_epoch(model, TrainSettings(epochs=3), 1, None) is None
-    warming = TrainSettings(epochs=3, ema=0.9, ema_warmup_epochs=1)
-    assert ema_for_epoch(model, warming, 1, None) is None
-    started = ema_for_epoch(model, warming, 2, None)
-    assert started is not None
-    assert ema_for_epoch(model, warming, 3, started) is started
+    averaged = _floats(result.best_state)
+    assert averaged.keys() == expected.keys()
+    for key in expected:  # parameters and BatchNorm running statistics alike
+        torch.testing.assert_close(averaged[key], expected[key], msg=key)
+    assert not torch.allclose(averaged["0.weight"], steps[-1]["0.weight"])
+    assert not torch.allclose(averaged["1.running_mean"], steps[-1]["1.running_mean"])
 
 
 def test_checkpoint_holds_the_average_and_reloads_into_a_bare_model() -> None:
@@ -128,9 +127,10 @@ def test_warm_up_epochs_validate_live_weights_then_average_from_there() -> None:
     torch.manual_seed(0)
     plain = _fit(_net(), epochs=1)
     torch.manual_seed(0)
-    warmed = _fit(_net(), epochs=2, ema=FROZEN, ema_warmup_epochs=1)
+    warmed = _fit(_net(), epochs=3, ema=FROZEN, ema_warmup_epochs=1)
     first = plain.history[0]
-    # Epoch 1 is plain training; the average starts from its weights and stays there.
+    # Epoch 1 is plain training; the average starts from its weights and stays there (one
+    # average for the rest of the run: one started anew at epoch 3 would validate epoch 2's).
     for metrics in warmed.history:
         assert metrics["val/acc"] == first["val/acc"]
         assert metrics["val/loss"] == pytest.approx(first["val/loss"], rel=1e-5)
@@ -158,7 +158,7 @@ def test_ema_under_bf16_autocast_and_channels_last_keeps_fp32_weights() -> None:
     settings = TrainSettings(
         epochs=2, progress=False, ema=0.9, tta=True, precision=Precision("bf16", "cpu")
     )
-    result = fit(model, batches, batches, opt, None, settings)
+    result = fit(model, batches, batches, optimizer=opt, scheduler=None, settings=settings)
     assert all(v.dtype == torch.float32 for v in _floats(result.best_state).values())
     bare = conv_net()
     bare.load_state_dict(result.best_state)

@@ -5,6 +5,9 @@ import torch
 from torch import nn
 
 from hpo.training.loop import FitResult, TrainingDivergedError, TrainSettings, evaluate, fit
+from hpo.training.precision import Precision
+
+TRAIN_KEYS = {"train/loss", "train/acc", "lr", "epoch_seconds", "images_per_second"}
 
 
 def _batches(n: int, seed: int, batch: int = 32) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -18,7 +21,9 @@ def _batches(n: int, seed: int, batch: int = 32) -> list[tuple[torch.Tensor, tor
 def _fit(model: nn.Module, epochs: int = 3, lr: float = 0.1, **kwargs) -> FitResult:
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     settings = TrainSettings(epochs=epochs, progress=False, **kwargs)
-    return fit(model, _batches(256, 0), _batches(128, 1), opt, None, settings)
+    return fit(
+        model, _batches(256, 0), _batches(128, 1), optimizer=opt, scheduler=None, settings=settings
+    )
 
 
 def test_fit_learns_and_reports_every_metric() -> None:
@@ -54,9 +59,9 @@ def test_best_state_is_the_best_epoch_weights_not_the_last() -> None:
         model,
         _batches(256, 0),
         _batches(128, 1),
-        opt,
-        None,
-        settings,
+        optimizer=opt,
+        scheduler=None,
+        settings=settings,
         monitor="val/loss",
         on_epoch_end=remember,
     )
@@ -90,9 +95,9 @@ def test_callback_exception_stops_training() -> None:
             model,
             _batches(64, 0),
             _batches(64, 1),
-            opt,
-            None,
-            TrainSettings(epochs=5, progress=False),
+            optimizer=opt,
+            scheduler=None,
+            settings=TrainSettings(epochs=5, progress=False),
             on_epoch_end=stop_at_two,
         )
 
@@ -107,7 +112,8 @@ def test_divergence_raises_a_clear_error() -> None:
     with pytest.raises(
         TrainingDivergedError, match=r"train/loss became nan in epoch 1.*optimizer\.lr"
     ):
-        fit(model, batches, _batches(64, 1), opt, None, TrainSettings(epochs=2, progress=False))
+        settings = TrainSettings(epochs=2, progress=False)
+        fit(model, batches, _batches(64, 1), optimizer=opt, scheduler=None, settings=settings)
 
 
 def test_grad_clip_prevents_the_same_divergence() -> None:
@@ -115,8 +121,107 @@ def test_grad_clip_prevents_the_same_divergence() -> None:
     model = nn.Linear(4, 2)
     opt = torch.optim.SGD(model.parameters(), lr=1e3)
     settings = TrainSettings(epochs=1, progress=False, grad_clip=1e-6)
-    result = fit(model, _batches(256, 0), _batches(128, 1), opt, None, settings)
+    result = fit(
+        model, _batches(256, 0), _batches(128, 1), optimizer=opt, scheduler=None, settings=settings
+    )
     assert torch.isfinite(torch.tensor(result.history[0]["train/loss"]))
+
+
+def test_without_validation_every_epoch_trains_and_the_final_weights_are_kept() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    snapshots: list[dict[str, torch.Tensor]] = []
+
+    def remember(epoch: int, metrics: dict[str, float]) -> None:
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    settings = TrainSettings(epochs=3, progress=False)
+    result = fit(
+        model,
+        _batches(256, 0),
+        None,
+        optimizer=opt,
+        scheduler=None,
+        settings=settings,
+        on_epoch_end=remember,
+    )
+    assert len(result.history) == 3 and not result.stopped_early
+    assert all(set(metrics) == TRAIN_KEYS for metrics in result.history)  # no val/ metrics
+    assert result.best_epoch == 3 and result.best_metrics is result.history[-1]
+    for key, value in result.best_state.items():
+        assert torch.equal(value, snapshots[-1][key])  # the final weights...
+    assert not torch.equal(result.best_state["weight"], snapshots[0]["weight"])  # ...not epoch 1's
+    assert result.history[-1]["train/loss"] < result.history[0]["train/loss"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "monitor", "message"),
+    [
+        (TrainSettings(epochs=3, patience=1), None, r"patience=1 needs validation batches"),
+        (TrainSettings(epochs=3), "val/loss", r"monitor='val/loss' needs validation batches"),
+    ],
+)
+def test_without_validation_patience_and_monitor_are_refused_before_training(
+    settings: TrainSettings, monitor: str | None, message: str
+) -> None:
+    model = nn.Linear(4, 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=message):
+        fit(
+            model,
+            _batches(64, 0),
+            None,
+            optimizer=opt,
+            scheduler=None,
+            settings=settings,
+            monitor=monitor,
+        )
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+class _CountingScaler(torch.amp.GradScaler):
+    """A real CPU GradScaler that counts the losses it scales."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.scaled = 0
+
+    def scale(self, outputs):  # type: ignore[override]
+        self.scaled += 1
+        return super().scale(outputs)
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_the_scaler_fit_makes_for_fp16_scales_every_step(
+    validate: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CPU autocast runs fp16 here; the scaler is spied on where fit asks the precision for it.
+    made: list[_CountingScaler] = []
+
+    def grad_scaler(self: Precision) -> _CountingScaler:
+        assert self.name == "fp16"
+        made.append(_CountingScaler())
+        return made[-1]
+
+    monkeypatch.setattr(Precision, "grad_scaler", grad_scaler)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    settings = TrainSettings(epochs=2, progress=False, precision=Precision("fp16", "cpu"))
+    train = _batches(256, 0)
+    result = fit(
+        model,
+        train,
+        _batches(64, 1) if validate else None,
+        optimizer=opt,
+        scheduler=None,
+        settings=settings,
+    )
+    assert len(made) == 1  # one scaler for the whole fit: its scale adapts across epochs
+    assert made[0].scaled == 2 * len(train)
+    assert result.history[-1]["train/loss"] < result.history[0]["train/loss"]
 
 
 def test_evaluate_ignores_label_smoothing_and_counts_exactly() -> None:

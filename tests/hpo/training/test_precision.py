@@ -71,7 +71,7 @@ def test_a_small_net_learns_at_each_cpu_precision(name: str) -> None:
     batches = _separable(1)
     settings = TrainSettings(epochs=4, progress=False, precision=Precision(name, "cpu"))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    result = fit(model, batches, batches, optimizer, None, settings)
+    result = fit(model, batches, batches, optimizer=optimizer, scheduler=None, settings=settings)
     assert result.history[-1]["train/loss"] < result.history[0]["train/loss"]
     assert result.best_metrics["val/acc"] > 0.9
     # Validation ran under the same autocast; the kept weights are fp32.
