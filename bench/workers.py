@@ -67,30 +67,21 @@ import argparse
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass, field
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import optuna
 from cli_types import non_negative_int, positive_int
 from optuna.trial import FrozenTrial, TrialState
 from report import publish
 from rich.console import Console
 from rich.table import Table
-
-from hpo.paths import PROJECT_ROOT
-from hpo.services import ServiceInfo, start, stop
+from study_workers import Stores, StudyWorkers, exit_on_sigterm, local_services
 
 log = logging.getLogger("bench.workers")
 
@@ -124,15 +115,6 @@ def layout(text: str) -> Layout:
         raise argparse.ArgumentTypeError(
             f"expected WORKERSxTHREADS with ints >= 1 (e.g. 2x1), got {text}"
         ) from None
-
-
-@dataclass(frozen=True)
-class Stores:
-    """Where one configuration's workers record: Optuna storage, MLflow, client env."""
-
-    optuna: str
-    mlflow: str
-    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -191,25 +173,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def worker_command(
-    args: argparse.Namespace,
-    threads: int,
-    stores: Stores,
-    study_name: str,
-    sweep_dir: Path,
-) -> list[str]:
-    """The `train.py -m` command line of one worker."""
+def worker_overrides(args: argparse.Namespace, threads: int) -> list[str]:
+    """The overrides of every worker of one layout, after the study's own."""
     overrides = [
-        "hydra/sweeper=optuna",
         "hydra/sweeper/pruner=none",
-        f"hydra.sweeper.n_trials={args.n_trials}",
-        f"hydra.sweeper.study_name={study_name}",
-        f"hydra.sweeper.storage={stores.optuna}",
         f"hydra.sweeper.sampler.seed={args.sampler_seed}",
         # The default search stops after a timeout; every configuration runs the budget.
         "hydra.sweeper.timeout=null",
-        f"hydra.sweep.dir={sweep_dir}",
-        f"tracking.uri={stores.mlflow}",
         "trainer.progress=false",
         f"trainer.num_threads={threads}",
         f"trainer.epochs={args.epochs}",
@@ -217,119 +187,39 @@ def worker_command(
     ]
     if args.train_subset:
         overrides.append(f"data.train_subset={args.train_subset}")
-    return [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *overrides, *args.extra]
-
-
-def sqlite_stores(folder: Path) -> Stores:
-    """Fresh SQLite files for one configuration (absolute paths: four slashes)."""
-    folder = folder.resolve()
-    return Stores(f"sqlite:///{folder / 'optuna.db'}", f"sqlite:///{folder / 'mlflow.db'}")
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (all held open while choosing)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-@contextmanager
-def postgres_services() -> Iterator[ServiceInfo]:
-    """PostgreSQL + an MLflow server in a temporary folder; stopped and removed after."""
-    # Under /tmp: as root, PostgreSQL runs as `postgres`, which must reach the folder.
-    folder = Path(tempfile.mkdtemp(prefix="fmnist-workers-services-", dir="/tmp"))
-    try:
-        pg_port, mlflow_port = free_ports(2)
-        log.info("starting PostgreSQL (:%d) and MLflow (:%d) in %s", pg_port, mlflow_port, folder)
-        yield start(folder, "127.0.0.1", pg_port, mlflow_port)
-    finally:
-        try:
-            log.info("stopped %s", ", ".join(stop(folder)) or "nothing")
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextmanager
-def client_env(env: Mapping[str, str]) -> Iterator[None]:
-    """`env` (PGPASSFILE) in this process's environment while reading a study."""
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def read_trials(stores: Stores, study_name: str) -> list[FrozenTrial] | None:
-    """The study's trials, or None when no worker created it."""
-    with client_env(stores.env):
-        storage = optuna.storages.RDBStorage(stores.optuna)
-        try:
-            return optuna.load_study(study_name=study_name, storage=storage).get_trials()
-        except KeyError:
-            return None
-        finally:
-            storage.engine.dispose()  # no pooled connection outlives the read
-
-
-def end_processes(processes: list[subprocess.Popen[bytes]]) -> None:
-    """Terminate (then kill) the workers still running: after an error or an interrupt."""
-    for process in processes:
-        if process.poll() is None:
-            log.warning("terminating worker %d", process.pid)
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return [*overrides, *args.extra]
 
 
 def run_configuration(
     args: argparse.Namespace, storage: str, lay: Layout, stores: Stores, folder: Path
 ) -> ConfigResult:
     """Start the layout's workers together on a fresh study, wait for all, read it back."""
-    folder.mkdir(parents=True)
     study_name = f"bench-workers-{storage}-{lay}-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **stores.env}
-    logs = [folder / f"worker-{i}.log" for i in range(lay.workers)]
-    commands = [
-        worker_command(args, lay.threads, stores, study_name, folder / f"multirun-{i}")
-        for i in range(lay.workers)
-    ]
-    log.info("%s %s: %d x %s", storage, lay, lay.workers, " ".join(commands[0]))
+    workers = StudyWorkers(
+        folder, stores, study_name, overrides=worker_overrides(args, lay.threads)
+    )
+    command = workers.command(args.n_trials, folder / "multirun-<i>")
+    log.info("%s %s: %d x %s", storage, lay, lay.workers, " ".join(command))
     load = os.getloadavg()[0]
-    processes: list[subprocess.Popen[bytes]] = []
     started_at = datetime.now()  # naive local time, as Optuna's datetime_start
     begin = time.perf_counter()
-    try:
-        for command, path in zip(commands, logs, strict=True):
-            with path.open("wb") as out:
-                processes.append(
-                    subprocess.Popen(
-                        command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-                    )
-                )
+    with workers:  # ends the workers still running after an error or an interrupt
+        for _ in range(lay.workers):
+            workers.start(args.n_trials)
         # Waiting in turn: the clock stops once the last of them has exited.
-        codes = [process.wait() for process in processes]
+        codes = workers.wait()
         wall = time.perf_counter() - begin
-    finally:
-        end_processes(processes)
-    for code, path in zip(codes, logs, strict=True):
+    for index, code in enumerate(codes):
         if code != 0:
-            tail = path.read_text(errors="replace")[-LOG_TAIL_CHARS:]
-            log.error("%s %s: %s exited with %d:\n%s", storage, lay, path.name, code, tail)
-    trials = read_trials(stores, study_name)
+            log.error(
+                "%s %s: worker %d exited with %d:\n%s",
+                storage,
+                lay,
+                index,
+                code,
+                workers.tail(index, LOG_TAIL_CHARS),
+            )
+    trials = workers.trials()
     return summarize_configuration(
         args, storage, lay, study_name, codes, load, wall, started_at, trials
     )
@@ -480,28 +370,25 @@ def render(summary: dict[str, Any], console: Console) -> None:
             console.print(f"{r['storage']} {r['layout']}: {line}")
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks: workers, services
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run every configuration; returns 1 when one of them failed."""
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    exit_on_sigterm()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fmnist-workers-bench-"))
     results: list[ConfigResult] = []
     try:
         for storage in dict.fromkeys(args.storages):
             with ExitStack() as stack:
                 services = (
-                    stack.enter_context(postgres_services()) if storage == "postgresql" else None
+                    stack.enter_context(local_services("fmnist-workers-services-"))
+                    if storage == "postgresql"
+                    else None
                 )
                 for lay in dict.fromkeys(args.layouts):
                     folder = workdir / f"{storage}-{lay}"
+                    folder.mkdir(parents=True)
                     stores = (
-                        sqlite_stores(folder)
-                        if services is None
-                        else Stores(services.storage_url, services.tracking_url, services.env)
+                        Stores.sqlite(folder) if services is None else Stores.of_services(services)
                     )
                     results.append(run_configuration(args, storage, lay, stores, folder))
     except KeyboardInterrupt:

@@ -14,22 +14,20 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import optuna
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Run
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from ports import free_port
 
-from hpo.tracking.runs import tracking_client
+from bench.study_workers import Stores, StudyWorkers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-ROOT = Path(__file__).resolve().parents[3]
 TINY = (
     "data=synthetic",
     "trainer.epochs=2",
@@ -47,110 +45,53 @@ TINY = (
 STUDY = "workers-study"
 
 
-@dataclass
-class StudyView:
-    """The study's trials as read at one moment."""
-
-    trials: list[FrozenTrial]
-
-    def get_trials(self, states: Sequence[TrialState]) -> list[FrozenTrial]:
-        return [t for t in self.trials if t.state in states]
+def tiny_workers(folder: Path, stores: Stores, study: str = STUDY) -> StudyWorkers:
+    """Workers of the training app on tiny runs, their logs and sweep folders in `folder`."""
+    return StudyWorkers(folder, stores, study, overrides=TINY)
 
 
-class Workers:
-    """Starts sweep processes on one study; reads back the study and its MLflow runs."""
-
-    def __init__(
-        self,
-        tmp: Path,
-        storage: str,
-        tracking: str,
-        env: Mapping[str, str] | None = None,
-        study: str = STUDY,
-    ) -> None:
-        self.tmp, self.storage, self.tracking, self.study_name = tmp, storage, tracking, study
-        self.client_env = dict(env or {})
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.client_env}
-        self.logs: list[Path] = []
-
-    def start(self, n_trials: int, *extra: str) -> subprocess.Popen[bytes]:
-        index = len(self.logs)
-        log = self.tmp / f"worker-{index}.log"
-        self.logs.append(log)
-        command = [
-            sys.executable,
-            "train.py",
-            "-m",
-            "hydra/sweeper=optuna",
-            *TINY,
-            f"hydra.sweeper.storage={self.storage}",
-            f"hydra.sweeper.study_name={self.study_name}",
-            f"hydra.sweeper.n_trials={n_trials}",
-            f"tracking.uri={self.tracking}",
-            f"hydra.sweep.dir={self.tmp}/multirun-{index}",
-            *extra,
-        ]
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                command, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
-
-    def wait(self, processes: Sequence[subprocess.Popen[bytes]], timeout: float = 300) -> None:
-        for process in processes:
-            code = process.wait(timeout=timeout)
-            assert code == 0, f"worker exited {code}:\n{self.output()}"
-
-    def output(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')}" for p in self.logs)
-
-    @contextmanager
-    def credentials(self) -> Iterator[None]:
-        """The workers' credentials (PGPASSFILE, MLflow login) in this process's env."""
-        saved = dict(os.environ)
-        os.environ.update(self.client_env)
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-    def study(self) -> StudyView:
-        with self.credentials():
-            storage = optuna.storages.RDBStorage(self.storage)
-            try:
-                study = optuna.load_study(study_name=self.study_name, storage=storage)
-                return StudyView(study.get_trials())
-            finally:
-                storage.engine.dispose()  # no pooled connection outlives the read
-
-    def runs(self) -> tuple[MlflowClient, list]:
-        """A client (use it inside `credentials()`) and the study's runs."""
-        with self.credentials():
-            client = tracking_client(self.tracking)
-            experiment = client.get_experiment_by_name("fashion-mnist")
-            runs = client.search_runs(
-                [experiment.experiment_id],
-                filter_string=f"tags.study_name = '{self.study_name}'",
-                max_results=1000,
-            )
-        return client, runs
+def trials(workers: StudyWorkers, *states: TrialState) -> list[FrozenTrial]:
+    """The study's trials (in `states`, if given); none before a worker created the study."""
+    found = workers.trials() or []
+    return [t for t in found if not states or t.state in states]
 
 
-def assert_study_complete(workers: Workers, n_trials: int, n_workers: int) -> None:
+def wait_ok(
+    workers: StudyWorkers, processes: Sequence[subprocess.Popen[bytes]], timeout: float = 300
+) -> None:
+    codes = workers.wait(processes, timeout=timeout)
+    assert codes == [0] * len(processes), f"workers exited {codes}:\n{workers.output()}"
+
+
+def study_runs(workers: StudyWorkers) -> list[Run]:
+    """The MLflow runs tagged with the workers' study (parent and children)."""
+    assert workers.stores.mlflow is not None
+    with workers.credentials():
+        client = MlflowClient(tracking_uri=workers.stores.mlflow)
+        experiment = client.get_experiment_by_name("fashion-mnist")
+        assert experiment is not None
+        return client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.study_name = '{workers.study_name}'",
+            max_results=1000,
+        )
+
+
+def assert_study_complete(workers: StudyWorkers, n_trials: int, n_workers: int) -> None:
     """n_trials finished (at most workers-1 over), one parent run, one child run per trial."""
-    study = workers.study()
-    states = [t.state for t in study.trials]
-    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    every = trials(workers)
+    states = [t.state for t in every]
+    finished = [t for t in every if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert n_trials <= len(finished) <= n_trials + n_workers - 1, states
     assert TrialState.RUNNING not in states and TrialState.WAITING not in states, states
-    _, runs = workers.runs()
+    runs = study_runs(workers)
     parents = [r for r in runs if r.data.tags.get("sweep_role") == "study"]
     assert len(parents) == 1, [r.info.run_name for r in parents]
     parent = parents[0]
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     numbers = sorted(int(r.data.tags["trial_number"]) for r in children)
-    assert numbers == sorted(t.number for t in study.trials if t.user_attrs.get("mlflow_run_id"))
+    assert numbers == sorted(t.number for t in every if t.user_attrs.get("mlflow_run_id"))
     assert len(numbers) == len(set(numbers)), "a trial has two runs"
     by_id = {r.info.run_id: r for r in children}
     for trial in finished:
@@ -160,15 +101,15 @@ def assert_study_complete(workers: Workers, n_trials: int, n_workers: int) -> No
 
 
 def kill_mid_trial(
-    workers: Workers, worker: subprocess.Popen[bytes], timeout: float = 240
+    workers: StudyWorkers, worker: subprocess.Popen[bytes], timeout: float = 240
 ) -> FrozenTrial:
     """SIGKILL `worker` once one of its trials runs with its MLflow run open."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert worker.poll() is None, f"worker ended before the kill:\n{workers.output()}"
         try:
-            running = workers.study().get_trials(states=(TrialState.RUNNING,))
-        except Exception:  # the study or its tables do not exist yet
+            running = trials(workers, TrialState.RUNNING)
+        except Exception:  # the tables do not exist yet, or a worker is creating them
             running = []
         mine = [t for t in running if t.user_attrs.get("worker", "").endswith(f":{worker.pid}")]
         if mine and "mlflow_run_id" in mine[0].user_attrs:
@@ -179,15 +120,16 @@ def kill_mid_trial(
     raise AssertionError(f"no trial of worker {worker.pid} started:\n{workers.output()}")
 
 
-def assert_retried_after_kill(workers: Workers, lost: FrozenTrial) -> None:
-    study = workers.study()
-    assert study.trials[lost.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
-    assert len(retries) == 1, [(t.number, t.state) for t in study.trials]
+def assert_retried_after_kill(workers: StudyWorkers, lost: FrozenTrial) -> None:
+    every = trials(workers)
+    assert every[lost.number].state == TrialState.FAIL
+    retries = [
+        t for t in every if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == lost.number
+    ]
+    assert len(retries) == 1, [(t.number, t.state) for t in every]
     assert retries[0].params == lost.params
     assert retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
-    _, runs = workers.runs()
-    by_id = {r.info.run_id: r for r in runs}
+    by_id = {r.info.run_id: r for r in study_runs(workers)}
     killed = by_id[lost.user_attrs["mlflow_run_id"]]
     assert killed.info.status == "KILLED"
     assert killed.data.tags["retried_as_trial"] == str(retries[0].number)
@@ -196,28 +138,31 @@ def assert_retried_after_kill(workers: Workers, lost: FrozenTrial) -> None:
 
 
 @pytest.fixture
-def sqlite_workers(tmp_path: Path) -> Workers:
-    return Workers(tmp_path, f"sqlite:///{tmp_path}/optuna.db", f"sqlite:///{tmp_path}/mlflow.db")
+def sqlite_workers(tmp_path: Path) -> Iterator[StudyWorkers]:
+    with tiny_workers(tmp_path, Stores.sqlite(tmp_path)) as workers:
+        yield workers  # the block's end ends any worker a failed test left running
 
 
-def test_two_workers_on_sqlite_share_one_study(sqlite_workers: Workers) -> None:
+def test_two_workers_on_sqlite_share_one_study(sqlite_workers: StudyWorkers) -> None:
     # Started together on a new database: one creates the study, tables and parent run.
     first, second = sqlite_workers.start(6), sqlite_workers.start(6)
-    sqlite_workers.wait([first, second])
+    wait_ok(sqlite_workers, [first, second])
     assert_study_complete(sqlite_workers, n_trials=6, n_workers=2)
-    owners = {t.user_attrs["worker"] for t in sqlite_workers.study().trials}
+    owners = {t.user_attrs["worker"] for t in trials(sqlite_workers)}
     assert len(owners) == 2, f"one worker ran every trial:\n{sqlite_workers.output()}"
     output = sqlite_workers.output()
     assert "Traceback" not in output and "database is locked" not in output
     assert output.count("(created it)") == 1 and output.count("(joined it)") == 1
 
 
-def test_killed_worker_trial_is_retried_by_a_rerun_on_sqlite(sqlite_workers: Workers) -> None:
+def test_killed_worker_trial_is_retried_by_a_rerun_on_sqlite(
+    sqlite_workers: StudyWorkers,
+) -> None:
     worker = sqlite_workers.start(3, "trainer.epochs=6")
     lost = kill_mid_trial(sqlite_workers, worker)
     # The same command again: the lost trial counts as running while its heartbeat is
     # fresh, then goes stale; the rerun fails it, ends its run KILLED and runs its params.
-    sqlite_workers.wait([sqlite_workers.start(3)])
+    wait_ok(sqlite_workers, [sqlite_workers.start(3)])
     assert_retried_after_kill(sqlite_workers, lost)
     assert_study_complete(sqlite_workers, n_trials=3, n_workers=1)
 
@@ -265,8 +210,24 @@ def test_tracking_server_lost_mid_search_fails_the_trial_with_its_url(tmp_path: 
     url = f"http://127.0.0.1:{port}"
     # MLflow retries a lost server for minutes by default; the message is the same sooner.
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
-    workers = Workers(tmp_path, f"sqlite:///{tmp_path}/optuna.db", url, env)
-    worker = workers.start(3, "trainer.epochs=30", "hydra.sweeper.max_failure_rate=0.0")
+    stores = Stores(Stores.sqlite(tmp_path).optuna, url, env)
+    with tiny_workers(tmp_path, stores) as workers:
+        worker = workers.start(3, "trainer.epochs=30", "hydra.sweeper.max_failure_rate=0.0")
+        _lose_server_mid_trial(workers, worker, server)
+        assert worker.wait(timeout=300) == 1, workers.output()
+    output = workers.output()
+    every = trials(workers)
+    assert [t.state for t in every] == [TrialState.FAIL]
+    assert f"127.0.0.1:{port}" in every[0].user_attrs["error"]
+    assert "more than max_failure_rate=0.0; the sweep stopped" in output
+    assert "trial 0: " in output
+    assert "could not record the study on its MLflow parent run" in output
+
+
+def _lose_server_mid_trial(
+    workers: StudyWorkers, worker: subprocess.Popen[bytes], server: subprocess.Popen[bytes]
+) -> None:
+    """Kill the tracking server once a trial has opened its MLflow run."""
     try:
         deadline = time.monotonic() + 240
         while not _trial_has_run(workers) and time.monotonic() < deadline:
@@ -275,35 +236,27 @@ def test_tracking_server_lost_mid_search_fails_the_trial_with_its_url(tmp_path: 
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
-    assert worker.wait(timeout=300) == 1, workers.output()
-    output = workers.output()
-    study = workers.study()
-    assert [t.state for t in study.trials] == [TrialState.FAIL]
-    assert f"127.0.0.1:{port}" in study.trials[0].user_attrs["error"]
-    assert "more than max_failure_rate=0.0; the sweep stopped" in output
-    assert "trial 0: " in output
-    assert "could not record the study on its MLflow parent run" in output
 
 
-def _trial_has_run(workers: Workers) -> bool:
+def _trial_has_run(workers: StudyWorkers) -> bool:
     try:
-        return any("mlflow_run_id" in t.user_attrs for t in workers.study().trials)
-    except Exception:  # the study does not exist yet
+        return any("mlflow_run_id" in t.user_attrs for t in trials(workers))
+    except Exception:  # the tables do not exist yet, or a worker is creating them
         return False
 
 
 def test_submitit_local_launcher_runs_trials_in_their_own_processes(
-    sqlite_workers: Workers,
+    sqlite_workers: StudyWorkers,
 ) -> None:
     # What README's SLURM section runs, with the local executor: each trial a submitit job
     # in a process of its own, beating through the sweep process, reporting per epoch.
-    sqlite_workers.wait(
-        [sqlite_workers.start(2, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5")]
+    worker = sqlite_workers.start(
+        2, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"
     )
+    wait_ok(sqlite_workers, [worker])
     assert_study_complete(sqlite_workers, n_trials=2, n_workers=1)
-    study = sqlite_workers.study()
-    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
-    folder = sqlite_workers.tmp / "multirun-0" / ".submitit"
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials(sqlite_workers))
+    folder = sqlite_workers.folder / "multirun-0" / ".submitit"
     jobs = [p for p in folder.iterdir() if p.name.isdigit()]  # named by job id (a pid here)
     assert len(jobs) == 2, list(folder.iterdir())  # one submitit job per trial
     assert "Submitit 'local' sweep output dir" in sqlite_workers.output()
