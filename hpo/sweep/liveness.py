@@ -106,6 +106,12 @@ def ask(study: optuna.Study, **kwargs: object) -> optuna.Trial:
         return study.ask(**kwargs)  # type: ignore[arg-type]
 
 
+def _storage_id(storage: RDBStorage, trial: optuna.Trial) -> int:
+    """The storage's key of `trial` (heartbeats are keyed by it), through public API only."""
+    study_id = storage.get_study_id_from_name(trial.study.study_name)
+    return storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+
+
 class Heartbeat:
     """One thread that beats for every trial this worker runs, every `interval` seconds."""
 
@@ -120,7 +126,7 @@ class Heartbeat:
     @contextmanager
     def beating(self, trial: optuna.Trial) -> Iterator[None]:
         """Beat for `trial` (the first beat now) until the block ends."""
-        trial_id = trial._trial_id  # Optuna's storage key; heartbeats are keyed by it.
+        trial_id = _storage_id(self.storage, trial)
         self.storage.record_heartbeat(trial_id)
         with self._lock:
             self._trials.add(trial_id)

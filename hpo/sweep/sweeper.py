@@ -25,7 +25,6 @@ from typing import Any, cast
 
 import numpy as np
 import optuna
-from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
@@ -52,6 +51,8 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 DIRECTIONS = ("minimize", "maximize")
 # How often a worker waiting on other workers' trials looks at the study again.
 OTHERS_POLL_S = 5
+# Hydra's default launcher, recognised by its config: the class lives in hydra._internal.
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
 class SweepFailedError(RunError):
@@ -479,9 +480,10 @@ class OptunaSweeperImpl(Sweeper):
         return LINK_KEY in self.config
 
     def _slots(self) -> int:
-        assert self.launcher is not None
-        # Hydra's default launcher (defined only in hydra._internal) runs one job at a time.
-        if self.n_jobs > 1 and isinstance(self.launcher, BasicLauncher):
+        assert self.config is not None
+        # Hydra's default launcher runs one job at a time, in this process.
+        basic = OmegaConf.select(self.config, "hydra.launcher._target_") == BASIC_LAUNCHER
+        if self.n_jobs > 1 and basic:
             log.warning(
                 "n_jobs=%d but the basic launcher runs one job at a time in this process; "
                 "use hydra/launcher=joblib for parallel trials",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -140,13 +140,100 @@ def test_only_the_tracking_room_imports_mlflow() -> None:
     assert importers and all(p.startswith("hpo/tracking/") for p in importers), importers
 
 
-def test_no_private_hydra_job_api() -> None:
-    users = [
-        str(p.relative_to(ROOT))
-        for p in [*_sources(*SOURCE_DIRS), ROOT / "train.py"]
-        if "_return_value" in p.read_text()
-    ]
-    assert not users
+def _private(name: str) -> bool:
+    """`_name`, not a dunder and not a Hydra config key such as `_target_`."""
+    return name.startswith("_") and not name.endswith("_")
+
+
+def _own_names(trees: Iterable[ast.AST]) -> set[str]:
+    """Every name our code defines or binds: its private ones are ours to use."""
+    names: set[str] = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr)
+            elif isinstance(node, ast.arg):
+                names.add(node.arg)
+    return names
+
+
+# Private-looking names that are public API, each with where it is documented.
+PUBLIC_UNDERSCORE_API = {
+    # collections.namedtuple's documented methods carry a leading underscore so they cannot
+    # clash with field names (urllib.parse's SplitResult is one).
+    "_replace": "namedtuple._replace",
+    "_asdict": "namedtuple._asdict",
+}
+
+
+def _private_uses(path: Path, tree: ast.AST, own: set[str]) -> Iterator[str]:
+    top_packages = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    for node in ast.walk(tree):
+        where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if any(_private(part) for part in alias.name.split(".")):
+                    yield f"{where} imports {alias.name}"
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in top_packages:
+                continue  # our own modules may share their private helpers
+            if any(_private(part) for part in node.module.split(".")):
+                yield f"{where} imports from {node.module}"
+            for alias in node.names:
+                if _private(alias.name):
+                    yield f"{where} imports {alias.name} from {node.module}"
+        elif (
+            isinstance(node, ast.Attribute)
+            and _private(node.attr)
+            and node.attr not in own
+            and node.attr not in PUBLIC_UNDERSCORE_API
+        ):
+            yield f"{where} reads {ast.unparse(node)}"
+
+
+def test_no_private_api_of_other_packages() -> None:
+    """No import of a `_private` module of Hydra, Optuna, MLflow and the rest (such as
+    `hydra._internal`), and no `obj._name` that our own code does not define (such as
+    Optuna's `trial._trial_id` or Hydra's `JobReturn._return_value`): private API changes
+    without notice. Hydra config keys (`_target_`) are public."""
+    paths = [*_sources(*SOURCE_DIRS), ROOT / "train.py"]
+    trees = {path: ast.parse(path.read_text(), filename=str(path)) for path in paths}
+    own = _own_names(trees.values())
+    uses = [use for path, tree in trees.items() for use in _private_uses(path, tree, own)]
+    assert not uses, "\n".join(uses)
+
+
+@pytest.mark.parametrize(
+    ("code", "found"),
+    [
+        (
+            "from hydra._internal.core_plugins import basic_launcher",
+            "imports from hydra._internal.core_plugins",
+        ),
+        ("import optuna._imports", "imports optuna._imports"),
+        ("from optuna.trial import _trial", "imports _trial from optuna.trial"),
+        ("trial_id = trial._trial_id", "reads trial._trial_id"),
+        ("value = result._return_value", "reads result._return_value"),
+    ],
+)
+def test_the_private_api_check_finds_each_kind(code: str, found: str) -> None:
+    uses = list(_private_uses(ROOT / "x.py", ast.parse(code), own=set()))
+    assert uses == [f"x.py:1 {found}"]
+
+
+def test_the_private_api_check_allows_our_own_and_public_names() -> None:
+    code = (
+        "from hpo.sweep.liveness import _storage_id\n"
+        "self._lock = None\n"
+        "url = parts._replace(netloc='x')\n"
+        "target = cfg.model._target_\n"
+    )
+    tree = ast.parse(code)
+    assert list(_private_uses(ROOT / "x.py", tree, own=_own_names([tree]))) == []
 
 
 def test_the_test_set_is_read_only_in_the_retest_room() -> None:

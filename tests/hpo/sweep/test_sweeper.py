@@ -12,6 +12,7 @@ import pytest
 import yaml
 from hydra_cli import run_train_cli
 from mlflow import MlflowClient
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from ports import free_port
 
@@ -174,7 +175,11 @@ def test_trial_of_a_dead_worker_is_failed_retried_and_its_run_killed(sweep, monk
     assert sweep.run(*FAST_BEATS, n_trials=3, monkeypatch=monkeypatch) == 0
     study = sweep.study()
     assert study.trials[lost.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == lost.number]
+    retries = [
+        t
+        for t in study.trials
+        if RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == lost.number
+    ]
     assert len(retries) == 1 and retries[0].params == lost.params
     assert retries[0].state == TrialState.COMPLETE
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
