@@ -18,13 +18,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 from ports import free_port
 
 from bench.study_workers import Stores, StudyWorkers
+from hpo.tracking.runs import tracking_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -67,7 +67,7 @@ def study_runs(workers: StudyWorkers) -> list[Run]:
     """The MLflow runs tagged with the workers' study (parent and children)."""
     assert workers.stores.mlflow is not None
     with workers.credentials():
-        client = MlflowClient(tracking_uri=workers.stores.mlflow)
+        client = tracking_client(workers.stores.mlflow)
         experiment = client.get_experiment_by_name("fashion-mnist")
         assert experiment is not None
         return client.search_runs(
