@@ -163,6 +163,12 @@ class OptunaSweeperConf:
     params: dict[str, Any] | None = None
     # Dotted path of a function (cfg, trial) -> dict of extra values, for conditional spaces.
     custom_search_space: str | None = None
+    # Dotted path of a function (job config) -> objective names (or None) that raises a
+    # UsageError for a wrong config. Run once, before any trial, on the config of a job
+    # at the first point of the space, so an error every trial would hit (an unknown
+    # `+key`, an objective that does not fit `direction`) stops the sweep with its
+    # message instead of failing trial 0.
+    check_job_config: str | None = None
     # Seconds after which no new trial is started (null = no limit).
     timeout: float | None = None
     # Continue a study of the same name in the storage instead of failing.

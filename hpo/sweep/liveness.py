@@ -58,6 +58,25 @@ class Liveness:
             raise ValueError(f"hydra.sweeper.max_retry={self.max_retry} must be >= 0")
 
 
+def running_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The trials some worker is running: RUNNING and owned (`WORKER_ATTR`).
+
+    The one definition of "running" for the sweeper (what holds the budget, whether to wait
+    for other workers) and the report (whether the parent run stays open). An orphan, a
+    RUNNING trial without an owner, is left out: no heartbeat can ever clear it, so counting
+    it would hold the budget and keep the parent run open for ever (`orphan_trials`).
+    """
+    trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in trials if WORKER_ATTR in t.user_attrs]
+
+
+def orphan_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """RUNNING trials no worker owns (left by a version without heartbeats, or made by a
+    process outside this sweeper): reported with the command that clears them."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return [t for t in trials if WORKER_ATTR not in t.user_attrs]
+
+
 def worker_name() -> str:
     """This process as `host:pid`: what a trial's `worker` attr and the logs show."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -153,15 +172,10 @@ class Heartbeat:
 
 def warn_unowned_running(study: optuna.Study, storage_url: str | None) -> None:
     """Report RUNNING trials no heartbeat can ever clear (left by a version without them)."""
-    orphans = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if WORKER_ATTR not in t.user_attrs
-    ]
-    for trial in orphans:
+    for trial in orphan_trials(study):
         log.warning(
             "trial %d of study %r is RUNNING but has no heartbeat (left by an older version or "
-            "a process outside this sweeper); it counts as running until cleared. If no "
+            "a process outside this sweeper); it holds no budget and no worker waits for it. If no "
             "process runs it, clear it with: optuna tell --storage '%s' --study-name '%s' "
             "--trial-number %d --state fail --skip-if-finished",
             trial.number,

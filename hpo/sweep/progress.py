@@ -28,6 +28,16 @@ class SweepProgress:
     def count(self, state: TrialState) -> int:
         return sum(1 for s in self.told.values() if s == state)
 
+    def failures_in_a_row(self) -> int:
+        """How many of the last trials told (in the order told) failed, back to the last
+        one that did not."""
+        streak = 0
+        for state in reversed(self.told.values()):
+            if state != TrialState.FAIL:
+                break
+            streak += 1
+        return streak
+
     def seconds(self) -> float:
         return time.monotonic() - self.started
 

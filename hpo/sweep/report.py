@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.errors import first_line
-from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR
+from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, running_trials
 from hpo.sweep.progress import SweepProgress
 from hpo.sweep.trial_link import LINK_KEY
 from hpo.tracking import runs as tracking
@@ -174,7 +174,7 @@ def finish(
     if parent is not None:
         try:
             _fill_parent(parent, study, results, results_path)
-            others = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+            others = len(running_trials(study))
             if others and status == "FINISHED":
                 # Other workers still run trials: the last one to finish ends the parent run.
                 log.info("%d trial(s) of other workers running: the parent run stays open", others)

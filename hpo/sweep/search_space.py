@@ -133,6 +133,14 @@ class SearchSpace:
         lines += [f"{key}={render_value(values[key])}" for key in self.distributions]
         return lines
 
+    def first_point(self) -> dict[str, Any]:
+        """A valid value for every sampled dimension: the first choice, or the low end.
+
+        What the sweeper composes a job config from before any trial, to find a config error
+        that every trial would hit (`+model.widht=choice(1, 2)`).
+        """
+        return {key: _first_value(dist) for key, dist in self.distributions.items()}
+
     def grid(self) -> dict[str, list[Any]]:
         """Every sampled dimension as a list of values, for `optuna.samplers.GridSampler`.
 
@@ -545,6 +553,14 @@ def _from_interval(entry: str, sweep: IntervalSweep, use_log: bool) -> BaseDistr
 
 
 # --- grid ------------------------------------------------------------------------------------
+
+
+def _first_value(dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[0]
+    if isinstance(dist, (IntDistribution, FloatDistribution)):
+        return dist.low
+    raise TypeError(f"no first value for a {type(dist).__name__}")
 
 
 def _grid_values(key: str, dist: BaseDistribution) -> list[Any]:

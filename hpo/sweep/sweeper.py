@@ -27,11 +27,13 @@ import numpy as np
 import optuna
 from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn
+from hydra.errors import ConfigCompositionException
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf.errors import OmegaConfBaseException
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -39,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.errors import RunError, UsageError, exit_on_user_error, first_line
 from hpo.sweep import liveness, report
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, Heartbeat, Liveness
-from hpo.sweep.progress import SweepProgress, describe, job_outcome
+from hpo.sweep.progress import Outcome, SweepProgress, describe, job_outcome
 from hpo.sweep.search_space import SearchSpace, parse_search_space, render_value
 from hpo.sweep.storage import open_storage
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, register_trial, unregister_trial
@@ -78,6 +80,7 @@ class OptunaSweeperImpl(Sweeper):
         max_failure_rate: float,
         params: Any = None,
         custom_search_space: str | None = None,
+        check_job_config: str | None = None,
         timeout: float | None = None,
         load_if_exists: bool = True,
         heartbeat_interval: int = 30,
@@ -108,6 +111,7 @@ class OptunaSweeperImpl(Sweeper):
             else params
         )
         self.custom_search_space_path = custom_search_space
+        self.check_job_config_path = check_job_config
         self.timeout, self.load_if_exists = timeout, load_if_exists
         # Jobs get the storage URL without its password (it would show in Hydra's override
         # echo and in their saved configs); the password reaches them by environment.
@@ -171,16 +175,22 @@ class OptunaSweeperImpl(Sweeper):
             raise SweeperConfigError(
                 f"hydra.sweeper.timeout={timeout} must be > 0 seconds (or null)"
             )
+        self.custom_search_space = self._function("custom_search_space")
+        self.check_job_config = self._function("check_job_config")
+        self.liveness = Liveness(heartbeat_interval, grace_period, max_retry)
+
+    def _function(self, setting: str) -> Any:
+        """The function a `hydra.sweeper.<setting>` dotted path names, or None."""
+        path = getattr(self, f"{setting}_path")
+        if not path:
+            return None
         try:
-            self.custom_search_space = (
-                get_method(self.custom_search_space_path) if self.custom_search_space_path else None
-            )
+            return get_method(path)
         except Exception as exc:
             raise SweeperConfigError(
-                f"hydra.sweeper.custom_search_space={self.custom_search_space_path} cannot be "
-                f"imported ({first_line(exc)}); give the dotted path of a function (cfg, trial)"
+                f"hydra.sweeper.{setting}={path} cannot be imported ({first_line(exc)}); "
+                "give the dotted path of a function"
             ) from exc
-        self.liveness = Liveness(heartbeat_interval, grace_period, max_retry)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -209,6 +219,7 @@ class OptunaSweeperImpl(Sweeper):
         space = parse_search_space(
             self.params, arguments, config=self.config, group_options=self._group_options
         )
+        self._check_first_job(space)
         if self.storage and (password := strip_password(self.storage)[1]):
             os.environ[STORAGE_PASSWORD_ENV] = password  # before any launcher process starts
         study, created = self._open_study(space)
@@ -343,26 +354,24 @@ class OptunaSweeperImpl(Sweeper):
         self, study: optuna.Study, trial: optuna.Trial, result: JobReturn, progress: SweepProgress
     ) -> None:
         outcome = job_outcome(result, len(self.directions))
-        if outcome.error:
-            trial.set_user_attr("error", outcome.error[:2000])
-            progress.errors[trial.number] = outcome.error
-        values = outcome.values
         self._untold.pop(trial.number, None)
-        if _state(study, trial.number) != TrialState.RUNNING:
-            # Another worker saw no heartbeat for longer than grace_period (this process was
-            # stalled) and failed it; its retry runs the same params.
+        if not _record_outcome(study, trial, outcome):
+            # Another worker saw no heartbeat for longer than grace_period (this worker was
+            # stalled or cut off from the storage) and failed the trial; its retry runs the
+            # same params. Nothing of this result is written: not the value, the state, the
+            # error or the MLflow tag (the stale handler ended the trial's run already).
             log.warning(
-                "Trial %d finished %s, but another worker had already failed it as stale "
-                "(no heartbeat for %d s); its result is dropped. Raise "
-                "hydra.sweeper.grace_period if this machine stalls that long.",
+                "Trial %d finished %s here, but another worker had failed it as stale while "
+                "this one was unreachable (no heartbeat for over %d s); its result is dropped "
+                "and its retry runs the same params. Raise hydra.sweeper.grace_period if this "
+                "worker is often out of reach that long.",
                 trial.number,
                 outcome.state.name,
                 self.liveness.grace_period,
             )
             return
-        study.tell(
-            trial, values, state=outcome.state if values is None else None, skip_if_finished=True
-        )
+        if outcome.error:
+            progress.errors[trial.number] = outcome.error
         progress.told[trial.number] = outcome.state
         report.tag_child_run(self.config, study.study_name, trial.number, outcome.state.name)
         log.info("Trial %d %s %s", trial.number, outcome.state.name, describe(outcome))
@@ -396,6 +405,15 @@ class OptunaSweeperImpl(Sweeper):
         return True
 
     def _too_many_failures(self, progress: SweepProgress) -> bool:
+        """More failures than `max_failure_rate` tolerates, or `n_trials` in a row.
+
+        Failed trials do not count towards `n_trials` (a retried or replaced trial would
+        otherwise eat the budget), so the second rule is what ends a sweep whose every trial
+        fails under `max_failure_rate=1.0` (a broken environment, a bug in the task): it
+        stops after `n_trials` failures in a row.
+        """
+        if progress.failures_in_a_row() >= self.n_trials:
+            return True
         failed = progress.count(TrialState.FAIL)
         return failed > 0 and failed / len(progress.told) > self.max_failure_rate
 
@@ -404,9 +422,13 @@ class OptunaSweeperImpl(Sweeper):
             return
         failed = [n for n, s in progress.told.items() if s == TrialState.FAIL]
         details = "\n".join(f"  trial {n}: {progress.errors.get(n, '?')}" for n in failed)
+        if progress.failures_in_a_row() >= self.n_trials:
+            why = f"the last {progress.failures_in_a_row()} in a row (n_trials={self.n_trials})"
+        else:
+            why = f"more than max_failure_rate={self.max_failure_rate}"
         raise SweepFailedError(
-            f"{len(failed)} of {len(progress.told)} trials failed, more than "
-            f"max_failure_rate={self.max_failure_rate}; the sweep stopped:\n{details}\n"
+            f"{len(failed)} of {len(progress.told)} trials failed, {why}; the sweep "
+            f"stopped:\n{details}\n"
             "Fix the cause, or raise hydra.sweeper.max_failure_rate to tolerate failures."
         )
 
@@ -466,6 +488,40 @@ class OptunaSweeperImpl(Sweeper):
             log.info("sampler seed %d (study seed %d, this worker's own)", own, seed)
         return cast(optuna.samplers.BaseSampler, instantiate(self.sampler_cfg, **sampler_kwargs))
 
+    def _check_first_job(self, space: SearchSpace) -> None:
+        """Compose the config of a job at the space's first point and run the app's check
+        (`check_job_config`) on it, before the study is opened or any trial asked.
+
+        Raises:
+            SweeperConfigError: the overrides do not compose, or the objective names as many
+                metrics as `direction` has not.
+            UsageError: whatever the app's check raises for a wrong config.
+        """
+        if self.check_job_config is None:
+            return
+        assert self.config is not None and self.hydra_context is not None
+        overrides = space.to_overrides(space.first_point())
+        try:
+            job = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        except (ConfigCompositionException, OmegaConfBaseException) as exc:
+            # Hydra's first line names the override, the next one why it failed.
+            why = " ".join([line.strip() for line in str(exc).splitlines() if line.strip()][:2])
+            raise SweeperConfigError(
+                f"the search space does not compose into a job config ({why}); "
+                f"overrides: {' '.join(overrides)}"
+            ) from exc
+        with read_write(job), open_dict(job):
+            del job["hydra"]  # as Hydra hands the config to a job
+        objectives = self.check_job_config(job)
+        if objectives is not None and len(objectives) != len(self.directions):
+            raise SweeperConfigError(
+                f"the objective {list(objectives)} has {len(objectives)} metric(s) but "
+                f"hydra.sweeper.direction={list(self.directions)} has {len(self.directions)}; "
+                "give one direction per metric, e.g. objective=[val/acc,model/params] "
+                "hydra.sweeper.direction=[maximize,minimize]"
+            )
+        log.info("A job config at the space's first point passed %s", self.check_job_config_path)
+
     def _close_stale_run(self, trial: FrozenTrial) -> None:
         report.close_stale_run(self.config, trial, self.liveness.grace_period)
 
@@ -493,11 +549,63 @@ class OptunaSweeperImpl(Sweeper):
         return self.n_jobs
 
 
+def _record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> bool:
+    """Write a finished job's error and state to its trial; False when the trial had
+    already been finished by another worker (then nothing is written).
+
+    The state is read first and every write is guarded as well: another worker may fail the
+    trial as stale between the read and a write (Optuna then raises
+    `UpdateFinishedTrialError`).
+    """
+    if _state(study, trial.number) != TrialState.RUNNING:
+        return False
+    values = outcome.values
+    try:
+        if outcome.error:
+            trial.set_user_attr("error", outcome.error[:2000])
+        _tell_without_stop(study, trial, values, outcome.state if values is None else None)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        # A ValueError from `tell` is "Cannot tell a FAIL trial" when the state changed
+        # since the read; any other one is a bug and must surface.
+        if _state(study, trial.number) == TrialState.RUNNING:
+            raise
+        return False
+    return True
+
+
+def _tell_without_stop(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: float | list[float] | None,
+    state: TrialState | None,
+) -> None:
+    """`study.tell`, for a sampler that calls `study.stop()` when it has nothing left.
+
+    The grid sampler does so after the last point's trial, and `stop` raises outside
+    `Study.optimize`; the state is stored before (Optuna stores it in a `finally`), and this
+    sweeper caps n_trials at the grid's size itself, so the request to stop is dropped.
+    """
+    try:
+        study.tell(trial, values, state=state)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc) or _state(study, trial.number) == TrialState.RUNNING:
+            raise
+
+
 def _requeue(study: optuna.Study, trials: Sequence[Any], why: str) -> None:
-    """Mark unfinished trials FAIL and enqueue their params, so a rerun runs them again."""
+    """Mark unfinished trials FAIL and enqueue their params, so a rerun runs them again.
+
+    A trial another worker already finished (failed as stale, and queued for retry by it)
+    is left alone.
+    """
     for trial in trials:
         number = trial.number
-        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        if _state(study, number) != TrialState.RUNNING:
+            continue
+        try:
+            study.tell(number, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # failed as stale by another worker just now
         if trial.params:
             study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": number})
         log.warning("trial %d %s: marked FAIL, its params queued to run again", number, why)
@@ -525,10 +633,7 @@ def _finished(study: optuna.Study) -> int:
 
 
 def _running(study: optuna.Study) -> int:
-    """Trials some worker is running; orphans of old versions (no owner, so no heartbeat
-    can ever clear them) are reported at start, and would otherwise hold the budget."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    return sum(WORKER_ATTR in t.user_attrs for t in running)
+    return len(liveness.running_trials(study))
 
 
 def _state(study: optuna.Study, number: int) -> TrialState:

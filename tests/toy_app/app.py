@@ -8,9 +8,10 @@ of it on one study with `sleep` set, as a stand-in for a real training.
 
 The objective is `(x - 0.3)^2 + 0.1 * y`, reported at every step (like an epoch's
 validation value) to the trial, so a pruner can stop it. `outcome` chooses what the job
-does at its end: return the value (`ok`), return NaN (`nan`), raise an ordinary error
+does at its end: return the value (`ok`), return NaN (`nonfinite`), raise an ordinary error
 (`raise`) or a usage error (`usage`, as a config error every trial would hit); `fail_above`
-raises for trials whose `x` exceeds it (a failure that depends on the params).
+raises for trials whose `x` exceeds it (a failure that depends on the params). `check` is
+its `hydra.sweeper.check_job_config` (unknown keys are a usage error).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def run(cfg: DictConfig) -> float:
         raise ToyTaskError("the toy task failed as asked (outcome=raise)")
     if cfg.outcome == "usage":
         raise UsageError("toy.unknown_key is not a setting (outcome=usage)")
-    if cfg.outcome == "nan":
+    if cfg.outcome == "nonfinite":
         return math.nan
     return value
 
@@ -67,3 +68,14 @@ def main(cfg: DictConfig) -> float:
 
 if __name__ == "__main__":
     main()
+
+
+KNOWN_KEYS = frozenset({"x", "y", "steps", "sleep", "outcome", "fail_above", "record_run_id"})
+
+
+def check(cfg: DictConfig) -> tuple[str, ...]:
+    """The toy's `hydra.sweeper.check_job_config`: reject unknown keys, name the objective."""
+    unknown = sorted(str(k) for k in cfg if k not in KNOWN_KEYS | {"hpo", "tracking"})
+    if unknown:
+        raise UsageError(f"{', '.join(unknown)}: not a setting of the toy task")
+    return ("value",)

@@ -62,3 +62,16 @@ def test_progress_counts_states() -> None:
     progress.told.update({0: TrialState.COMPLETE, 1: TrialState.PRUNED, 2: TrialState.COMPLETE})
     assert progress.count(TrialState.COMPLETE) == 2 and progress.count(TrialState.FAIL) == 0
     assert progress.seconds() >= 0
+
+
+def test_failures_in_a_row_count_back_to_the_last_other_state() -> None:
+    progress = SweepProgress()
+    assert progress.failures_in_a_row() == 0
+    for number, state in enumerate(
+        [TrialState.FAIL, TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED]
+    ):
+        progress.told[number] = state
+    assert progress.failures_in_a_row() == 0
+    progress.told[4] = TrialState.FAIL
+    progress.told[5] = TrialState.FAIL
+    assert progress.failures_in_a_row() == 2
