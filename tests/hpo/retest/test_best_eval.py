@@ -15,13 +15,20 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 from PIL import Image
 
+from data import TensorBatchLoader, channel_stats
 from hpo.retest import best_eval, predict
-from hpo.retest.best_trial import BestEvalError, choose_trial, load_record, load_study
+from hpo.retest.best_trial import (
+    BestEvalError,
+    TrialRecord,
+    choose_trial,
+    load_record,
+    load_study,
+)
 from hpo.tracking.registry import champion_version, load_champion
 from hpo.tracking.runs import tracking_client
 from hpo.tracking.settings import TrackingSettings
-from hpo.training.loop import evaluate
-from hpo.training.precision import FP32, resolve_precision
+from hpo.training.loop import FitResult, TrainSettings, evaluate, fit
+from hpo.training.precision import FP32, Precision, resolve_precision
 from models import FlipTTA, RawPixelClassifier
 
 STUDY = "tiny"
@@ -151,7 +158,33 @@ def test_reloaded_checkpoint_predicts_exactly_like_the_trial(stores) -> None:
     torch.testing.assert_close(wrapped(raw), model.eval()(x), rtol=1e-4, atol=1e-4)
 
 
+@dataclass
+class FitCall:
+    """One `fit` call made by best-eval, with the live weights right after it."""
+
+    train_batches: TensorBatchLoader
+    val_batches: object
+    settings: TrainSettings
+    result: FitResult
+    live_state: dict[str, torch.Tensor]
+
+
+def _spy_on_fit(monkeypatch: pytest.MonkeyPatch) -> list[FitCall]:
+    """Record every `fit` best-eval makes (the real one still trains)."""
+    calls: list[FitCall] = []
+
+    def spy(model, train_batches, val_batches, **kwargs):
+        result = fit(model, train_batches, val_batches, **kwargs)
+        live = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        calls.append(FitCall(train_batches, val_batches, kwargs["settings"], result, live))
+        return result
+
+    monkeypatch.setattr(best_eval, "fit", spy)
+    return calls
+
+
 def test_retrain_trains_on_all_training_images(stores, monkeypatch, tmp_path) -> None:
+    calls = _spy_on_fit(monkeypatch)
     args = stores.best_eval_args(
         "retrain=true", "epochs=1", "register=false", f"reports_dir={tmp_path}"
     )
@@ -159,7 +192,72 @@ def test_retrain_trains_on_all_training_images(stores, monkeypatch, tmp_path) ->
     report = json.loads((tmp_path / f"{STUDY}/report.json").read_text())
     assert report["weights"] == "retrain"
     assert "registry" not in report
-    assert report["test"]["accuracy"] > 0.3  # learnable synthetic signal; chance is 0.1
+
+    record = load_record(stores.settings, STUDY, load_study(STUDY, stores.storage).best_trial)
+    splits = instantiate(record.config.data).setup()
+    every = len(splits.train_labels) + len(splits.val_labels)  # 512 + 256
+    [call] = calls  # the trials' own loop, once, with no validation
+    assert call.val_batches is None
+    assert call.train_batches.num_samples == every
+    assert len(call.train_batches) == every // 64  # full batches of trainer.batch_size=64
+    precision = resolve_precision(record.config.trainer.precision, torch.device("cpu"))
+    assert call.settings.precision == precision  # the trial's autocast (and gradient scaler)
+    assert call.settings.epochs == len(call.result.history) == 1
+    assert call.result.best_epoch == 1 and "val/acc" not in call.result.best_metrics
+    # Trained from scratch, not the trial's checkpoint reloaded.
+    assert any(not torch.equal(call.result.best_state[k], v) for k, v in record.state_dict.items())
+
+    # What was tested: the kept weights, normalised with the statistics of all the images.
+    model = instantiate(record.config.model)
+    model.load_state_dict(call.result.best_state)
+    mean, std = channel_stats(torch.cat([splits.train_images, splits.val_images]))
+    assert (mean, std) != (splits.mean, splits.std)
+    images, labels = instantiate(record.config.data).load_test()
+    test = TensorBatchLoader(images, labels, batch_size=1000, mean=mean, std=std, shuffle=False)
+    loss, acc = evaluate(model, test, precision)
+    assert report["test"]["accuracy"] == acc
+    assert report["test"]["loss"] == pytest.approx(loss, rel=1e-5)
+    assert acc > 0.3  # learnable synthetic signal; chance is 0.1
+
+
+def test_retrain_uses_the_trials_precision_and_average_and_trains_every_epoch(
+    compose_cfg, monkeypatch
+) -> None:
+    # fp16 autocast runs on this torch's CPU too: the retrain is really loss-scaled here.
+    cfg = compose_cfg(
+        "data.num_train=96",  # + 32 validation images: 2 batches of 64 an epoch
+        "data.num_val=32",
+        "trainer.epochs=2",
+        "trainer.batch_size=64",
+        "trainer.ema=0.9",
+        "trainer.patience=1",
+        "model.width=8",
+    )
+    record = TrialRecord(STUDY, create_trial(value=0.5), "run", None, cfg, {}, {}, [])
+    calls = _spy_on_fit(monkeypatch)
+    scalers: list[torch.amp.GradScaler | None] = []
+    make_scaler = Precision.grad_scaler
+    monkeypatch.setattr(
+        Precision, "grad_scaler", lambda self: scalers.append(make_scaler(self)) or scalers[-1]
+    )
+    fp16 = Precision("fp16", "cpu")
+
+    retested = best_eval._retrain(record, None, torch.device("cpu"), fp16)
+
+    [call] = calls
+    assert call.val_batches is None and call.settings.precision is fp16
+    assert len(scalers) == 1 and isinstance(scalers[0], torch.amp.GradScaler)  # fit made it
+    assert call.settings.ema == 0.9
+    # Patience has no validation to stop on: every epoch trains (a trial would stop).
+    assert call.settings.patience is None and len(call.result.history) == 2
+    assert retested.source == "retrain" and retested.precision is fp16
+    tested = retested.model.state_dict()
+    assert all(torch.equal(tested[k].cpu(), v) for k, v in call.result.best_state.items())
+    # The average's weights are tested, not the live ones fit left in the network.
+    assert any(
+        v.is_floating_point() and not torch.equal(tested[k].cpu(), call.live_state[k].cpu())
+        for k, v in call.result.best_state.items()
+    )
 
 
 def test_tta_trial_is_tested_and_registered_with_the_flip(tmp_path, monkeypatch) -> None:
