@@ -1,4 +1,4 @@
-"""best-eval and predict on a tiny synthetic study recorded in tmp_path stores."""
+"""best-eval end to end on a tiny synthetic study recorded in tmp_path stores."""
 
 from __future__ import annotations
 
@@ -6,21 +6,17 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from hydra.utils import instantiate
 from hydra_cli import run_hydra_main, run_train_cli
-from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
-from PIL import Image
 
 from data import TensorBatchLoader, channel_stats
-from hpo.retest import best_eval, predict
+from hpo.retest import best_eval
 from hpo.retest.best_trial import (
     BestEvalError,
     TrialRecord,
-    choose_trial,
     load_record,
     load_study,
 )
@@ -300,115 +296,11 @@ def test_tta_trial_is_tested_and_registered_with_the_flip(tmp_path, monkeypatch)
     assert without["test"]["loss"] != pytest.approx(report["test"]["loss"], rel=1e-4)
 
 
-def test_predict_with_the_champion(stores, monkeypatch, tmp_path, capsys) -> None:
-    assert run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args()) == 0
-    # A light article on a dark background, and a dark one on white (gets inverted).
-    Image.new("L", (60, 80), 0).save(tmp_path / "dark.png")
-    photo = Image.new("RGB", (200, 120), "white")
-    photo.paste((30, 30, 30), (60, 10, 140, 110))
-    photo.save(tmp_path / "photo.png")
-    (tmp_path / "notes.png").write_text("not an image")
-    capsys.readouterr()  # drop best-eval's own output
-    code = predict.main(
-        [str(tmp_path / n) for n in ("dark.png", "notes.png", "photo.png")]
-        + ["--tracking-uri", stores.mlflow]
-    )
-    out, err = capsys.readouterr()
-    assert code == 1  # one file failed, the others were still classified
-    lines = out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == [
-        str(tmp_path / "dark.png"),
-        str(tmp_path / "photo.png"),
-    ]
-    for line in lines:
-        assert line.count("%") == 3  # class + top-3 probabilities
-    assert "notes.png: not a readable image" in err
-
-
-def test_image_conversion_matches_fashion_mnist_conventions() -> None:
-    photo = Image.new("RGB", (200, 100), "white")
-    photo.paste((0, 0, 0), (80, 20, 120, 80))  # a dark 40x60 article on white
-    pixels = predict.to_fashion_mnist(photo)
-    assert pixels.shape == (1, 28, 28) and pixels.dtype == torch.float32
-    assert pixels[0, 0, 0] == 0  # background became dark
-    assert pixels.max() > 200  # the article became light
-    # The article's longest side (60 px tall) fills the frame height.
-    rows = (pixels[0] > 100).any(dim=1).nonzero()
-    assert rows.max() - rows.min() + 1 >= 26
-
-
-@pytest.mark.parametrize("k", [1, 3])
-def test_top_k_is_sorted_probabilities(k: int) -> None:
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
-    ranked = predict.top_k(model, torch.rand(1, 28, 28) * 255, k=k)
-    assert len(ranked) == k
-    assert [p for _, p in ranked] == sorted((p for _, p in ranked), reverse=True)
-
-
-def _study_with(directions: list[str], values: list[list[float]]) -> optuna.Study:
-    study = optuna.create_study(directions=directions)
-    for v in values:
-        study.add_trial(
-            create_trial(values=v, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)})
-        )
-    return study
-
-
-@pytest.mark.parametrize(
-    ("directions", "values", "index", "expected"),
-    [
-        (["maximize"], [[0.8], [0.9], [0.85]], 0, 1),
-        (["minimize"], [[0.8], [0.9], [0.7]], 0, 2),
-        # Pareto front of (acc max, params min): trials 0, 1 and 3; 2 is dominated by 1.
-        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 0, 3),
-        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 1, 1),
-    ],
-)
-def test_choose_trial(directions, values, index, expected) -> None:
-    assert choose_trial(_study_with(directions, values), index).number == expected
-
-
-def test_choose_trial_errors() -> None:
-    with pytest.raises(BestEvalError, match="objective_index=2"):
-        choose_trial(_study_with(["maximize", "minimize"], [[0.9, 1.0]]), 2)
-    empty = optuna.create_study(study_name="empty")
-    with pytest.raises(
-        BestEvalError, match=r"'empty' has no completed trial yet; run `make sweep`"
-    ):
-        choose_trial(empty)
-
-
-def test_missing_storage_or_study_say_what_to_run(tmp_path, stores) -> None:
-    with pytest.raises(BestEvalError, match=r"no Optuna storage at .*run `make sweep` first"):
-        load_study("x", f"sqlite:///{tmp_path}/none.db")
-    assert not (tmp_path / "none.db").exists()  # looking did not create a database
-    with pytest.raises(BestEvalError, match=rf"no study 'nope' in .*studies there: \['{STUDY}'\]"):
-        load_study("nope", stores.storage)
-
-
 def test_cli_errors_exit_2_with_the_message(stores, monkeypatch, capfd) -> None:
     code = run_hydra_main(monkeypatch, best_eval.main, *stores.best_eval_args("study=nope"))
     assert code == 2  # a usage error: the study named does not exist
     out, err = capfd.readouterr()
     assert "no study 'nope'" in out + err and "Traceback" not in err
-
-
-def test_trial_without_mlflow_run_is_named(stores, tmp_path) -> None:
-    study = load_study(STUDY, stores.storage)
-    other = TrackingSettings(uri=f"sqlite:///{tmp_path}/empty.db")
-    with pytest.raises(
-        BestEvalError,
-        match=rf"trial {study.best_trial.number} of study '{STUDY}' "
-        "has no MLflow run",
-    ):
-        load_record(other, STUDY, study.best_trial)
-
-
-def test_missing_checkpoint_names_run_and_file(tmp_path, monkeypatch) -> None:
-    stores = _sweep(tmp_path, monkeypatch, "tracking.log_checkpoint=false")
-    study = load_study(STUDY, stores.storage)
-    with pytest.raises(BestEvalError, match=r"run \w+ has no artifact checkpoints/best_state_dict"):
-        load_record(stores.settings, STUDY, study.best_trial)
 
 
 def test_mismatching_checkpoint_names_run_and_file(stores, monkeypatch) -> None:
@@ -421,10 +313,3 @@ def test_mismatching_checkpoint_names_run_and_file(stores, monkeypatch) -> None:
         "does not fit",
     ):
         best_eval._rebuild(record, torch.device("cpu"), FP32)
-
-
-def test_predict_without_champion_says_run_best_eval(tmp_path, capsys) -> None:
-    Image.new("L", (28, 28)).save(tmp_path / "a.png")
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    assert predict.main([str(tmp_path / "a.png"), "--tracking-uri", uri]) == 1
-    assert "run `make best-eval` first" in capsys.readouterr().err

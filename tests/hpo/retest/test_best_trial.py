@@ -1,0 +1,149 @@
+"""Finding a study's best trial and reading back what its MLflow run recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from optuna.distributions import FloatDistribution
+from optuna.trial import FrozenTrial, create_trial
+
+from hpo.retest.best_trial import (
+    BestEvalError,
+    TrialRecord,
+    choose_trial,
+    load_record,
+    load_study,
+)
+from hpo.tracking import recording
+from hpo.tracking.runs import open_run, open_study_run
+from hpo.tracking.settings import TrackingSettings
+
+
+def _study_with(directions: list[str], values: list[list[float]]) -> optuna.Study:
+    study = optuna.create_study(directions=directions)
+    for v in values:
+        study.add_trial(
+            create_trial(values=v, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)})
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("directions", "values", "index", "expected"),
+    [
+        (["maximize"], [[0.8], [0.9], [0.85]], 0, 1),
+        (["minimize"], [[0.8], [0.9], [0.7]], 0, 2),
+        # Pareto front of (acc max, params min): trials 0, 1 and 3; 2 is dominated by 1.
+        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 0, 3),
+        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 1, 1),
+    ],
+)
+def test_choose_trial(directions, values, index, expected) -> None:
+    assert choose_trial(_study_with(directions, values), index).number == expected
+
+
+def test_choose_trial_errors() -> None:
+    with pytest.raises(BestEvalError, match="objective_index=2"):
+        choose_trial(_study_with(["maximize", "minimize"], [[0.9, 1.0]]), 2)
+    empty = optuna.create_study(study_name="empty")
+    with pytest.raises(
+        BestEvalError, match=r"'empty' has no completed trial yet; run `make sweep`"
+    ):
+        choose_trial(empty)
+
+
+def test_load_study_opens_only_what_exists(tmp_path: Path) -> None:
+    with pytest.raises(BestEvalError, match=r"no Optuna storage at .*run `make sweep` first"):
+        load_study("x", f"sqlite:///{tmp_path}/none.db")
+    assert not (tmp_path / "none.db").exists()  # looking did not create a database
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="there", storage=url)
+    assert load_study("there", url).study_name == "there"
+    with pytest.raises(BestEvalError, match=r"no study 'nope' in .*studies there: \['there'\]"):
+        load_study("nope", url)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> TrackingSettings:
+    """One MLflow SQLite store for the module: creating one takes MLflow seconds."""
+    return TrackingSettings(uri=f"sqlite:///{tmp_path_factory.mktemp('best')}/mlflow.db")
+
+
+def _trial(number: int) -> FrozenTrial:
+    trial = create_trial(value=0.7, params={"x": 0.5}, distributions={"x": FloatDistribution(0, 1)})
+    trial.number = number
+    return trial
+
+
+STATE = {"weight": torch.arange(6, dtype=torch.float32).reshape(2, 3)}
+META = {"best_epoch": 2, "mean": 0.3, "std": 0.35, "class_names": ["a", "b"]}
+
+
+def _record_trial(settings: TrackingSettings, study: str, number: int, state: object) -> str:
+    """A trial's child run as a training records it: config, checkpoint, meta, metrics."""
+    parent = open_study_run(settings, study, {})
+    tags = {"study_name": study, "trial_number": str(number)}
+    with open_run(settings, parent_run_id=parent.run_id, tags=tags) as run:
+        assert run is not None
+        run.log_text("model:\n  width: 8\n", recording.CONFIG_ARTIFACT)
+        for epoch, acc in enumerate([0.6, 0.7, 0.65], start=1):
+            run.log_metrics({"val/acc": acc, "val/loss": 1 - acc}, step=epoch)
+        if state is not None:
+            run.log_bytes(lambda path: torch.save(state, path), recording.CHECKPOINT_ARTIFACT)
+            run.log_text(json.dumps(META), recording.CHECKPOINT_META_ARTIFACT)
+        return run.run_id
+
+
+def test_load_record_reads_back_the_trials_run(settings) -> None:
+    run_id = _record_trial(settings, "recorded", 4, STATE)
+    record = load_record(settings, "recorded", _trial(4))
+    assert record.run_id == run_id and record.parent_run_id is not None
+    assert record.config.model.width == 8
+    torch.testing.assert_close(record.state_dict, STATE)
+    assert record.meta == META
+    assert [h["val/acc"] for h in record.history] == [0.6, 0.7, 0.65]
+    assert record.val_acc == 0.7  # the best epoch's, not the last one's
+
+
+def test_a_trial_without_a_run_names_trial_store_and_likely_cause(settings) -> None:
+    with pytest.raises(BestEvalError, match=r"trial 9 of study 'recorded' has no MLflow run in"):
+        load_record(settings, "recorded", _trial(9))
+
+
+def test_a_run_without_checkpoint_names_run_artifact_and_fix(settings) -> None:
+    run_id = _record_trial(settings, "no-weights", 0, None)
+    with pytest.raises(
+        BestEvalError,
+        match=rf"run {run_id} has no artifact checkpoints/best_state_dict\.pt.*retrain=true",
+    ):
+        load_record(settings, "no-weights", _trial(0))
+
+
+def test_a_checkpoint_that_is_no_state_dict_is_named(settings) -> None:
+    run_id = _record_trial(settings, "odd-weights", 0, [1, 2, 3])
+    with pytest.raises(
+        BestEvalError, match=rf"run {run_id}: checkpoints/best_state_dict\.pt cannot be loaded"
+    ):
+        load_record(settings, "odd-weights", _trial(0))
+
+
+@pytest.mark.parametrize(
+    ("best_epoch", "accs", "expected"),
+    [(2, [0.6, 0.7, 0.65], 0.7), (0, [0.6, 0.7, 0.65], 0.7), (5, [0.6, 0.8], 0.8), (1, [], None)],
+)
+def test_val_acc_is_the_best_epochs(best_epoch, accs, expected) -> None:
+    record = TrialRecord(
+        study_name="s",
+        trial=_trial(0),
+        run_id="r",
+        parent_run_id=None,
+        config=None,  # type: ignore[arg-type]
+        state_dict={},
+        meta={"best_epoch": best_epoch},
+        history=[{"val/acc": a} for a in accs],
+    )
+    assert record.val_acc == expected
