@@ -1,24 +1,42 @@
 """The named experiments (conf/experiment/) compose and run their search end to end.
 
-Shrunk to synthetic data, tiny widths and 2 epochs: what is checked is the wiring (the
-experiment's model, recipe, search space and pruner reach the trials), not accuracy, which
-bench/README.md reports from real runs.
+Shrunk by `debug=tiny` (synthetic data, a tiny model, 2 epochs): what is checked is the wiring
+(the experiment's model, recipe, search space and pruner reach the trials), not accuracy,
+which bench/README.md reports from real runs. The search spaces
+(conf/hydra/sweeper/params/) hold only sampled dimensions, so a fixed setting such as the
+epochs lives once, in the experiment.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra_cli import run_train_cli
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from optuna.trial import TrialState
 
 from hpo.schema import register_configs
+from hpo.sweep.search_space import parse_search_space
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+SPACES = sorted((CONF_DIR / "hydra/sweeper/params").glob("*.yaml"))
+
+
+def _compose(*overrides: str) -> DictConfig:
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
 def test_the_two_experiments_exist() -> None:
@@ -27,9 +45,7 @@ def test_the_two_experiments_exist() -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_sets_the_recipe_and_replaces_the_whole_search_space(experiment: str) -> None:
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+    cfg = _compose(f"experiment={experiment}")
     assert cfg.model._target_ == "models.AirbenchNet" and cfg.model.whiten
     assert cfg.optimizer.nesterov and cfg.scheduler._target_.endswith("linear_warmup")
     assert cfg.trainer.tta and cfg.trainer.no_decay_norm_bias
@@ -37,7 +53,49 @@ def test_experiment_sets_the_recipe_and_replaces_the_whole_search_space(experime
     # The default CNN space (model.depth, model.width, ...) must not leak in: those keys do
     # not exist on this model.
     assert all(not key.startswith("model.") for key in cfg.hydra.sweeper.params)
-    assert cfg.hydra.sweeper.params["trainer.epochs"] == cfg.trainer.epochs
+
+
+@pytest.mark.parametrize("space", SPACES, ids=lambda path: path.stem)
+def test_search_spaces_hold_only_sampled_dimensions(space: Path) -> None:
+    params = OmegaConf.to_container(OmegaConf.load(space))
+    assert isinstance(params, dict) and params
+    parsed = parse_search_space(params)
+    # A fixed value here would override the experiment's own setting in every trial.
+    assert parsed.fixed == {}
+    assert list(parsed.distributions) == list(params)
+    assert all(isinstance(d, BaseDistribution) for d in parsed.distributions.values())
+
+
+def _a_point(distributions: dict[str, BaseDistribution]) -> dict[str, Any]:
+    """One value per sampled dimension: the first choice or the low end."""
+    point: dict[str, Any] = {}
+    for key, dist in distributions.items():
+        if isinstance(dist, CategoricalDistribution):
+            point[key] = dist.choices[0]
+        else:
+            assert isinstance(dist, IntDistribution | FloatDistribution), dist
+            point[key] = dist.low
+    return point
+
+
+@pytest.mark.parametrize(
+    ("select", "defines_epochs"),
+    [
+        *[(f"experiment={e}", CONF_DIR / f"experiment/{e}.yaml") for e in EXPERIMENTS],
+        ("hydra/sweeper=optuna", CONF_DIR / "trainer/default.yaml"),
+    ],
+    ids=[*EXPERIMENTS, "default-search"],
+)
+def test_the_configs_epochs_reach_the_sweeps_trials(select: str, defines_epochs: Path) -> None:
+    cfg = _compose(select)
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    space = parse_search_space(OmegaConf.to_container(cfg.hydra.sweeper.params), config=job)
+    assert "trainer.epochs" not in space.distributions and "trainer.epochs" not in space.fixed
+    # A trial's job config: the sampled values on top of the same selection.
+    trial = _compose(select, *space.to_overrides(_a_point(space.distributions)))
+    node = OmegaConf.load(defines_epochs)
+    expected = node.trainer.epochs if "trainer" in node else node.epochs
+    assert trial.trainer.epochs == expected
 
 
 @pytest.mark.parametrize(
@@ -56,12 +114,7 @@ def test_experiment_search_runs(
         monkeypatch,
         "-m",
         f"experiment={experiment}",
-        "data=synthetic",
-        "model.widths=[8,16,16]",
-        "model.bn_momentum=0.6",
-        "trainer.epochs=2",
-        "trainer.batch_size=64",
-        "trainer.progress=false",
+        "debug=tiny",
         "hydra.sweeper.n_trials=2",
         f"hydra.sweeper.storage={storage}",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
