@@ -1,4 +1,4 @@
-"""Shared fixtures: Hydra configs composed from conf/, shrunk to tiny runs in tmp_path."""
+"""Shared fixtures: Hydra configs from conf/, shrunk by `debug=tiny` to runs in tmp_path."""
 
 from __future__ import annotations
 
@@ -18,18 +18,11 @@ ComposeFn = Callable[..., DictConfig]
 
 @pytest.fixture
 def compose_cfg(tmp_path: Path) -> ComposeFn:
-    """Compose conf/ with tiny-run defaults (synthetic data, 1 epoch, tmp MLflow store)."""
+    """Compose conf/ with `debug=tiny` (conf/debug/tiny.yaml) and a tmp_path MLflow store."""
     register_configs()
 
     def _compose(*overrides: str, tiny: bool = True) -> DictConfig:
-        base = [
-            "data=synthetic",
-            "trainer.epochs=1",
-            "trainer.batch_size=64",
-            "trainer.eval_batch_size=256",
-            "trainer.progress=false",
-            f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        ]
+        base = ["debug=tiny", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose("config", overrides=[*(base if tiny else []), *overrides])
 

@@ -24,14 +24,15 @@ from hpo.training.precision import resolve_precision
 from models import AirbenchNet
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ("model=airbench", "model.widths=[4,8,8]")
+# compose_cfg runs debug=tiny, which gives this model its tiny widths (conf/debug/model/).
+AIRBENCH = "model=airbench"
 CPU = torch.device("cpu")
 
 
 def test_whitening_images_are_a_seeded_sample_normalised_like_training_batches(
     compose_cfg,
 ) -> None:
-    splits = instantiate(compose_cfg(*TINY).data).setup()
+    splits = instantiate(compose_cfg(AIRBENCH).data).setup()
     rng = torch.get_rng_state()
     images = builders.whitening_images(splits, seed=3, count=100)
     assert torch.equal(torch.get_rng_state(), rng)  # the weights' RNG stream is untouched
@@ -48,12 +49,12 @@ def test_whitening_images_are_a_seeded_sample_normalised_like_training_batches(
 
 
 def test_builder_whitens_from_the_training_split(compose_cfg) -> None:
-    cfg = compose_cfg(*TINY)
+    cfg = compose_cfg(AIRBENCH)
     splits = instantiate(cfg.data).setup()
     net = builders.model(cfg, CPU, splits)
     assert isinstance(net, AirbenchNet)
     assert net.stem.weight.is_contiguous(memory_format=torch.channels_last)
-    reference = AirbenchNet(widths=(4, 8, 8))
+    reference = instantiate(cfg.model)
     default = reference.stem.weight.clone()
     reference.init_whitening(builders.whitening_images(splits, cfg.seed))
     assert torch.equal(net.stem.weight, reference.stem.weight)
@@ -61,18 +62,19 @@ def test_builder_whitens_from_the_training_split(compose_cfg) -> None:
 
 
 def test_builder_without_training_images_warns(compose_cfg, caplog) -> None:
+    cfg = compose_cfg(AIRBENCH)
     with caplog.at_level(logging.WARNING, logger="hpo.builders"):
-        net = builders.model(compose_cfg(*TINY), CPU)
+        net = builders.model(cfg, CPU)
     assert "whiten=true but was built without training images" in caplog.text
-    assert torch.equal(net.stem.weight, AirbenchNet(widths=(4, 8, 8)).stem.weight)
+    assert torch.equal(net.stem.weight, instantiate(cfg.model).stem.weight)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="hpo.builders"):
-        builders.model(compose_cfg(*TINY, "model.whiten=false"), CPU)
+        builders.model(compose_cfg(AIRBENCH, "model.whiten=false"), CPU)
     assert not caplog.text
 
 
 def test_checkpoint_carries_the_whitening_to_a_rebuilt_model(compose_cfg, tmp_path: Path) -> None:
-    cfg = compose_cfg(*TINY)
+    cfg = compose_cfg(AIRBENCH)
     value = train.train(cfg)
     client = tracking_client(cfg.tracking.uri)
     experiment = client.get_experiment_by_name("fashion-mnist")
@@ -83,7 +85,7 @@ def test_checkpoint_carries_the_whitening_to_a_rebuilt_model(compose_cfg, tmp_pa
     rebuilt = instantiate(cfg.model)
     rebuilt.load_state_dict(state)
     splits = instantiate(cfg.data).setup()
-    reference = AirbenchNet(widths=(4, 8, 8))
+    reference = instantiate(cfg.model)
     reference.init_whitening(builders.whitening_images(splits, cfg.seed))
     assert torch.equal(rebuilt.stem.weight, reference.stem.weight)
     precision = resolve_precision(cfg.trainer.precision, CPU)
@@ -92,14 +94,14 @@ def test_checkpoint_carries_the_whitening_to_a_rebuilt_model(compose_cfg, tmp_pa
 
 
 def test_config_checks_know_its_keys(compose_cfg) -> None:
-    check_config(compose_cfg(*TINY, "model.whiten=false", "model.bn_momentum=0.6"))
+    check_config(compose_cfg(AIRBENCH, "model.whiten=false", "model.bn_momentum=0.6"))
     with pytest.raises(ConfigError, match=r"model.widht is not a setting of models.AirbenchNet"):
-        check_config(compose_cfg(*TINY, "+model.widht=3"))
+        check_config(compose_cfg(AIRBENCH, "+model.widht=3"))
     with pytest.raises(ConfigError, match=r"did you mean model.widths\?"):
-        check_config(compose_cfg(*TINY, "+model.widht=3"))
+        check_config(compose_cfg(AIRBENCH, "+model.widht=3"))
     # Without `+`, Hydra itself refuses a key the option does not have, and says how to add it.
     with pytest.raises(ConfigCompositionException, match=r"use \+model.widht=3"):
-        compose_cfg(*TINY, "model.widht=3")
+        compose_cfg(AIRBENCH, "model.widht=3")
 
 
 def test_cli_trains_it_for_one_epoch(tmp_path: Path) -> None:
@@ -108,9 +110,8 @@ def test_cli_trains_it_for_one_epoch(tmp_path: Path) -> None:
             sys.executable,
             str(ROOT / "train.py"),
             "model=airbench",
-            "model.widths=[16,32,32]",
-            "data=synthetic",
-            "trainer.epochs=1",
+            "debug=tiny",
+            "trainer.epochs=1",  # checks the command line, not training
             "tracking.enabled=false",
             f"hydra.run.dir={tmp_path}/run",
         ],

@@ -19,16 +19,15 @@ from ports import free_port
 from hpo.tracking.runs import tracking_client
 
 ROOT = Path(__file__).resolve().parents[3]
-# Tiny trials: 2 epochs on 512 synthetic images with an 8-channel CNN.
-# Fixed values on the command line take these dimensions out of the default search space.
+# Tiny trials (conf/debug/tiny.yaml: 2 epochs on 512 synthetic images, an 8-channel CNN).
+# The default space samples the model's size and the batch: fixed values on the command line
+# take those dimensions out of it, at debug=tiny's sizes.
 TINY = (
-    "data=synthetic",
-    "trainer.epochs=2",
+    "debug=tiny",
     "model.width=8",
     "model.depth=2",
     "trainer.batch_size=64",
     "optimizer.weight_decay=0.0",
-    "trainer.progress=false",
 )
 
 
