@@ -22,7 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hpo.errors import UsageError
 from hpo.schema import RootConf, TrainerConf
-from hpo.tracking.settings import TrackingSettings
+from hpo.tracking.settings import TrackingConf
 from hpo.training.devices import DEVICE_CHOICES, resolve_device
 from hpo.training.objectives import parse_objective
 from hpo.training.precision import PRECISION_CHOICES, resolve_precision
@@ -32,7 +32,7 @@ TARGET_GROUPS = ("data", "model", "optimizer", "scheduler", "augmentation")
 SCHEMA_NODES: tuple[tuple[str | None, type], ...] = (
     (None, RootConf),
     ("trainer", TrainerConf),
-    ("tracking", TrackingSettings),
+    ("tracking", TrackingConf),
 )
 # Arguments the trainer passes itself; users never set them.
 PROVIDED_BY_TRAINER = {"params", "optimizer", "total_steps"}

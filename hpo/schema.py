@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from hpo.resolvers import register_resolvers
-from hpo.tracking.settings import TrackingSettings
+from hpo.tracking.settings import TrackingConf
 
 
 @dataclass
@@ -71,4 +71,4 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RootConf)
     cs.store(group="trainer", name="base_trainer", node=TrainerConf)
-    cs.store(group="tracking", name="base_tracking", node=TrackingSettings)
+    cs.store(group="tracking", name="base_tracking", node=TrackingConf)

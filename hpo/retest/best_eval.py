@@ -37,6 +37,7 @@ from hpo.training.devices import configure_threads, resolve_device
 from hpo.training.loop import fit, predict
 from hpo.training.precision import Precision, resolve_precision
 from hpo.training.seeding import seed_everything
+from hpo.urls import SecretUrl
 from models import FlipTTA, RawPixelClassifier
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,9 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     settings = TrackingSettings.from_config(cfg.tracking)
     if not settings.enabled:
         raise BestEvalError("best-eval reads the trial from MLflow: run it with tracking enabled")
-    log.info("Loading study %r from %s", cfg.study, cfg.storage)
-    study = load_study(cfg.study, cfg.storage)
+    storage = SecretUrl(cfg.storage)  # shown masked in the log and the report
+    log.info("Loading study %r from %s", cfg.study, storage)
+    study = load_study(cfg.study, storage)
     trial = choose_trial(study, cfg.objective_index)
     record = load_record(settings, cfg.study, trial)
     log.info("Best trial %d (run %s): %s", trial.number, record.run_id, trial.params)
@@ -277,7 +279,7 @@ def _summary_dict(
 ) -> dict[str, Any]:
     return {
         "study": record.study_name,
-        "storage": cfg.storage,
+        "storage": str(SecretUrl(cfg.storage)),
         "trial": record.trial.number,
         "trial_values": record.trial.values,
         "params": record.trial.params,

@@ -19,6 +19,7 @@ from hpo.sweep.storage import open_storage
 from hpo.tracking import recording
 from hpo.tracking.runs import ArtifactUnavailableError, TrackedRun, find_trial_run
 from hpo.tracking.settings import TrackingSettings
+from hpo.urls import SecretUrl
 
 SWEEP_HINT = "run `make sweep` first (or pass study=... storage=... of an existing study)"
 
@@ -49,8 +50,9 @@ class TrialRecord:
         return max(values) if values else None
 
 
-def load_study(study_name: str, storage: str) -> optuna.Study:
+def load_study(study_name: str, storage: SecretUrl | str) -> optuna.Study:
     """Open an existing study without creating anything (no new database, no new study)."""
+    storage = SecretUrl(storage)
     database = sqlite_database(storage)
     if database is not None and not database.exists():
         raise BestEvalError(f"no Optuna storage at {database}; {SWEEP_HINT}")

@@ -21,6 +21,7 @@ from hpo.errors import UsageError
 from hpo.paths import PROJECT_ROOT
 from hpo.schema import register_configs
 from hpo.tracking.registry import load_champion
+from hpo.urls import SecretUrl
 
 SIZE = 28
 # Pixels differing from the background by more than this belong to the article.
@@ -93,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-name", default=name)
     args = parser.parse_args(argv)
     try:
-        model = load_champion(args.tracking_uri, args.model_name)
+        model = load_champion(SecretUrl(args.tracking_uri), args.model_name)
     except LookupError as exc:
         print(f"error: {exc.args[0]}", file=sys.stderr)
         return 1

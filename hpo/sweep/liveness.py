@@ -27,7 +27,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.urls import mask_url
+from hpo.urls import SecretUrl
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class Heartbeat:
                     log.warning("heartbeat for trial id %d not recorded: %s", trial_id, exc)
 
 
-def warn_unowned_running(study: optuna.Study, storage_url: str | None) -> None:
+def warn_unowned_running(study: optuna.Study, storage_url: SecretUrl | None) -> None:
     """Report RUNNING trials no heartbeat can ever clear (left by a version without them)."""
     for trial in orphan_trials(study):
         log.warning(
@@ -180,7 +180,7 @@ def warn_unowned_running(study: optuna.Study, storage_url: str | None) -> None:
             "--trial-number %d --state fail --skip-if-finished",
             trial.number,
             study.study_name,
-            mask_url(storage_url),
+            storage_url or "memory",
             study.study_name,
             trial.number,
         )

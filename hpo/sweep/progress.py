@@ -16,6 +16,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from optuna import TrialPruned
 from optuna.trial import TrialState
 
+from hpo.urls import mask_urls
+
 
 @dataclass
 class SweepProgress:
@@ -79,7 +81,8 @@ def _failed_job(result: JobReturn) -> Outcome:
     except TrialPruned:
         return Outcome(TrialState.PRUNED)
     except Exception as exc:
-        return Outcome(TrialState.FAIL, error=f"{type(exc).__name__}: {exc}")
+        # Kept on the trial and logged: an error that quotes a URL (MLflow's does) is masked.
+        return Outcome(TrialState.FAIL, error=mask_urls(f"{type(exc).__name__}: {exc}"))
     return Outcome(TrialState.FAIL, error=f"job ended with status {result.status.name}")
 
 

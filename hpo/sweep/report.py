@@ -29,7 +29,7 @@ from hpo.tracking import runs as tracking
 from hpo.tracking.runs import TrackedRun
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.ui import study_runs_link
-from hpo.urls import mask_url
+from hpo.urls import SecretUrl, mask_urls
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
 
 
 def open_parent_run(
-    config: DictConfig, study: optuna.Study, storage: str | None, created: bool
+    config: DictConfig, study: optuna.Study, storage: SecretUrl | None, created: bool
 ) -> TrackedRun | None:
     """Open the study's MLflow parent run: the worker that `created` the study opens it
     (reopens it, for a study continued from an older store) and names it on the study; a
@@ -60,7 +60,7 @@ def open_parent_run(
     if settings is None:
         return None
     directions = ",".join(d.name.lower() for d in study.directions)
-    tags = {"optuna_storage": mask_url(storage), "directions": directions}
+    tags = {"optuna_storage": storage or "memory", "directions": directions}
     run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if run_id is None and not created and not study.trials:
         run_id = _wait_for_parent_run(study)
@@ -101,8 +101,8 @@ def tag_child_run(config: DictConfig | None, study_name: str, number: int, state
         log.warning(
             "trial %d: could not tag its MLflow run in %s: %s",
             number,
-            mask_url(settings.uri),
-            first_line(exc),
+            settings.uri,
+            settings.uri.redact(first_line(exc)),
         )
 
 
@@ -115,7 +115,8 @@ def tag_retried_run(config: DictConfig | None, run_id: str | None, number: int) 
         run = TrackedRun(tracking.tracking_client(settings.uri), run_id)
         run.set_tags({"retried_as_trial": number})
     except Exception as exc:
-        log.warning("could not tag MLflow run %s as retried: %s", run_id, first_line(exc))
+        why = settings.uri.redact(first_line(exc))
+        log.warning("could not tag MLflow run %s as retried: %s", run_id, why)
 
 
 def close_stale_run(config: DictConfig | None, trial: FrozenTrial, grace_period: int) -> None:
@@ -130,9 +131,8 @@ def close_stale_run(config: DictConfig | None, trial: FrozenTrial, grace_period:
         tracking.end_lost_run(settings, str(run_id), why)
         log.info("MLflow run %s of trial %d ended KILLED", run_id, trial.number)
     except Exception as exc:
-        log.warning(
-            "could not end MLflow run %s of trial %d: %s", run_id, trial.number, first_line(exc)
-        )
+        why = settings.uri.redact(first_line(exc))
+        log.warning("could not end MLflow run %s of trial %d: %s", run_id, trial.number, why)
 
 
 def optimization_results(study: optuna.Study) -> dict[str, Any]:
@@ -187,7 +187,7 @@ def finish(
                 "could not record the study on its MLflow parent run %s: %s; the results are "
                 "in %s and the study storage",
                 parent.run_id,
-                first_line(exc),
+                mask_urls(first_line(exc)),
                 results_path,
             )
     Console().print(_summary(study, progress, results, parent))
@@ -195,7 +195,7 @@ def finish(
         try:
             link = study_runs_link(parent)
         except Exception as exc:  # the tracking server is gone: the summary still prints
-            log.warning("no MLflow UI link: %s", first_line(exc))
+            log.warning("no MLflow UI link: %s", mask_urls(first_line(exc)))
             return
         # A line of its own, not a table cell: a cell would break the link in two.
         Console().print(f"MLflow UI: {link}", soft_wrap=True)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from hpo.errors import RunError, first_line
 from hpo.paths import sqlite_database
-from hpo.urls import mask_url, redact, storage_password_from_env
+from hpo.urls import SecretUrl
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class StorageUnavailableError(RunError):
 
 
 def open_storage(
-    url: str | None,
+    url: SecretUrl | str | None,
     *,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
@@ -43,16 +43,15 @@ def open_storage(
 ) -> BaseStorage:
     """An Optuna storage for `url` (None = in memory).
 
-    A URL without a password gets the one the sweeper passed down to its jobs, if any
-    (`hpo.urls.STORAGE_PASSWORD_ENV`). With `heartbeat_interval`, trials beat and a trial
-    silent for `grace_period` seconds counts as stale (`on_stale` is then called).
+    With `heartbeat_interval`, trials beat and a trial silent for `grace_period` seconds
+    counts as stale (`on_stale` is then called).
 
     Raises:
         StorageUnavailableError: naming the (masked) URL, the reason and the setting to fix.
     """
     if url is None:
         return optuna.storages.InMemoryStorage()
-    shown = mask_url(url)
+    url = SecretUrl(url)
     fix = (
         "fix hydra.sweeper.storage (e.g. sqlite:///optuna.db or "
         "postgresql+psycopg://user@host/db with the password in PGPASSFILE)"
@@ -63,7 +62,7 @@ def open_storage(
         folder = database.resolve().parent
         if not folder.is_dir():
             raise StorageUnavailableError(
-                f"cannot open the Optuna storage {shown}: folder {folder} does not exist; {fix}"
+                f"cannot open the Optuna storage {url}: folder {folder} does not exist; {fix}"
             )
         engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}}
     else:
@@ -72,7 +71,7 @@ def open_storage(
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
             return RDBStorage(
-                storage_password_from_env(url),
+                url.reveal(),  # the driver connects: the one place that sees the password
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
@@ -84,11 +83,11 @@ def open_storage(
                 time.sleep(random.uniform(0.2, 1.0) * attempt)
                 continue
             raise StorageUnavailableError(
-                f"cannot open the Optuna storage {shown}: {_reason(exc, url)}; {fix}"
+                f"cannot open the Optuna storage {url}: {_reason(exc, url)}; {fix}"
             ) from exc
         except Exception as exc:
             raise StorageUnavailableError(
-                f"cannot open the Optuna storage {shown}: {_reason(exc, url)}; {fix}"
+                f"cannot open the Optuna storage {url}: {_reason(exc, url)}; {fix}"
             ) from exc
     raise AssertionError("unreachable")
 
@@ -98,6 +97,6 @@ def _is_creation_race(exc: DBAPIError) -> bool:
     return any(marker in text for marker in _RACE_MARKERS)
 
 
-def _reason(exc: BaseException, url: str) -> str:
+def _reason(exc: BaseException, url: SecretUrl) -> str:
     # A DBAPIError's own text repeats the SQL and a link; the driver's error says why.
-    return redact(first_line(getattr(exc, "orig", None) or exc), url)
+    return url.redact(first_line(getattr(exc, "orig", None) or exc))

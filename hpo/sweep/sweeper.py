@@ -45,7 +45,7 @@ from hpo.sweep.progress import Outcome, SweepProgress, describe, job_outcome
 from hpo.sweep.search_space import SearchSpace, parse_search_space, render_value
 from hpo.sweep.storage import open_storage
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, register_trial, unregister_trial
-from hpo.urls import STORAGE_PASSWORD_ENV, mask_url, redact, strip_password
+from hpo.urls import STORAGE_PASSWORD_ENV, SecretUrl
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ class OptunaSweeperImpl(Sweeper):
             search_space=search_space,
         )
         self.sampler_cfg, self.pruner_cfg = sampler, pruner
-        self.storage, self.study_name = storage, study_name
+        # A SecretUrl from here on: every log line and message shows it masked.
+        self.storage, self.study_name = SecretUrl.optional(storage), study_name
         self.params: dict[str, Any] | None = (
             cast(dict[str, Any], OmegaConf.to_container(params, resolve=True))
             if OmegaConf.is_config(params)
@@ -115,7 +116,7 @@ class OptunaSweeperImpl(Sweeper):
         self.timeout, self.load_if_exists = timeout, load_if_exists
         # Jobs get the storage URL without its password (it would show in Hydra's override
         # echo and in their saved configs); the password reaches them by environment.
-        self.job_storage = strip_password(storage)[0] if storage else None
+        self.job_storage = self.storage.without_password() if self.storage else None
         self.rdb: RDBStorage | None = None  # the study's storage when it keeps heartbeats
         self.heartbeat: Heartbeat | None = None
         self.config: DictConfig | None = None
@@ -220,7 +221,7 @@ class OptunaSweeperImpl(Sweeper):
             self.params, arguments, config=self.config, group_options=self._group_options
         )
         self._check_first_job(space)
-        if self.storage and (password := strip_password(self.storage)[1]):
+        if self.storage and (password := self.storage.reveal_password()):
             os.environ[STORAGE_PASSWORD_ENV] = password  # before any launcher process starts
         study, created = self._open_study(space)
         liveness.warn_unowned_running(study, self.storage)
@@ -230,7 +231,7 @@ class OptunaSweeperImpl(Sweeper):
             "Study %r in %s (%s it): %d of %d trials finished, %d running; sampler %s, "
             "pruner %s, %d at once in worker %s",
             study.study_name,
-            mask_url(self.storage),
+            self.storage or "memory",
             "created" if created else "joined",
             _finished(study),
             self.n_trials,
@@ -450,7 +451,7 @@ class OptunaSweeperImpl(Sweeper):
         except optuna.exceptions.DuplicatedStudyError as exc:
             if not self.load_if_exists:
                 raise SweeperConfigError(
-                    f"study {self.study_name!r} already exists in {mask_url(self.storage)} and "
+                    f"study {self.study_name!r} already exists in {self.storage or 'memory'} and "
                     "hydra.sweeper.load_if_exists=false; pick another hydra.sweeper.study_name, "
                     "or set load_if_exists=true to continue it"
                 ) from exc
@@ -463,7 +464,7 @@ class OptunaSweeperImpl(Sweeper):
         )
         if [d.name.lower() for d in study.directions] != list(self.directions):
             raise SweeperConfigError(
-                f"study {study.study_name!r} in {mask_url(self.storage)} was created with "
+                f"study {study.study_name!r} in {self.storage or 'memory'} was created with "
                 f"directions {[d.name.lower() for d in study.directions]}, not "
                 f"{list(self.directions)}; use another hydra.sweeper.study_name or the "
                 "original direction"
@@ -611,20 +612,19 @@ def _requeue(study: optuna.Study, trials: Sequence[Any], why: str) -> None:
         log.warning("trial %d %s: marked FAIL, its params queued to run again", number, why)
 
 
-def _without_storage_password(config: DictConfig, storage: str | None) -> DictConfig:
+def _without_storage_password(config: DictConfig, storage: SecretUrl | None) -> DictConfig:
     """The config the launcher builds jobs from, with the storage password masked.
 
     Hydra saves each job's `hydra` node (`.hydra/hydra.yaml`, with the command line's
     overrides) in its output folder; jobs never read the sweeper's storage from there (the
     trial link carries it), so the secret need not be written next to every trial.
     """
-    password = strip_password(storage)[1] if storage else None
-    if not password:
+    if storage is None or not storage.has_password:
         return config
     clean = copy.deepcopy(config)
     with read_write(clean.hydra), open_dict(clean.hydra):
-        clean.hydra.sweeper.storage = mask_url(storage)
-        clean.hydra.overrides.hydra = [redact(o, storage) for o in clean.hydra.overrides.hydra]
+        clean.hydra.sweeper.storage = str(storage)
+        clean.hydra.overrides.hydra = [storage.redact(o) for o in clean.hydra.overrides.hydra]
     return clean
 
 

@@ -23,6 +23,7 @@ from optuna import TrialPruned
 from hpo.sweep.liveness import RUN_ID_ATTR
 from hpo.sweep.search_space import render_value
 from hpo.sweep.storage import open_storage
+from hpo.urls import job_storage
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def _find_trial(link: TrialLink) -> optuna.Trial:
             "runs elsewhere; set hydra.sweeper.storage (e.g. sqlite:///optuna.db) to report "
             "to it from worker processes"
         )
-    storage = open_storage(link.storage)
+    storage = open_storage(job_storage(link.storage))
     pruner = instantiate(link.pruner) if link.pruner else None
     study = optuna.load_study(study_name=link.study_name, storage=storage, pruner=pruner)
     study_id = storage.get_study_id_from_name(link.study_name)

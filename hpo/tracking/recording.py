@@ -21,7 +21,7 @@ from hpo.tracking.runs import TrackedRun, flatten
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.loop import FitResult, inference_model
 from hpo.training.precision import Precision
-from hpo.urls import mask_url
+from hpo.urls import mask_urls
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +38,12 @@ GRID_IMAGES = 32
 def run_tags(
     device: torch.device, precision: Precision, overrides: Sequence[str]
 ) -> dict[str, str]:
-    """Provenance of a run: code version, command-line overrides, device and the precision
-    it resolved to (`trainer.precision=auto` says only what was asked), library versions."""
+    """Provenance of a run: code version, command-line overrides (a URL in them masked),
+    device and the precision it resolved to (`trainer.precision=auto` says only what was
+    asked), library versions."""
     return {
         "git_commit": git_commit(),
-        "hydra_overrides": " ".join(overrides) or "(none)",
+        "hydra_overrides": mask_urls(" ".join(overrides)) or "(none)",
         "device": str(device),
         "precision": precision.name,
         "torch_version": torch.__version__,
@@ -95,13 +96,13 @@ def log_run_start(
 
 def masked(config: Any) -> Any:
     """`config` (a plain container) with the password of every URL in it replaced by ***:
-    a tracking or storage URL may carry one, and params and artifacts are readable by all."""
+    a config holds URLs as plain strings, and params and artifacts are readable by all."""
     if isinstance(config, dict):
         return {k: masked(v) for k, v in config.items()}
     if isinstance(config, list):
         return [masked(v) for v in config]
-    if isinstance(config, str) and "://" in config:
-        return mask_url(config)
+    if isinstance(config, str):
+        return mask_urls(config)
     return config
 
 
@@ -165,7 +166,7 @@ def log_training_end(
             tta=tta,
         )
     log_run_end(run, result, meta=meta, log_checkpoint=tracking.log_checkpoint, figures=figures)
-    log.info("Recorded MLflow run %s in %s", run.run_id, mask_url(tracking.uri))
+    log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
 
 
 def run_figures(

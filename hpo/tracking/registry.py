@@ -17,6 +17,7 @@ from mlflow.models import infer_signature
 
 from hpo.paths import PROJECT_ROOT
 from hpo.tracking.runs import tracking_client
+from hpo.urls import SecretUrl
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class Registration:
 def register(
     model: torch.nn.Module,
     *,
-    tracking_uri: str,
+    tracking_uri: SecretUrl | str,
     run_id: str,
     name: str,
     test_acc: float,
@@ -57,7 +58,9 @@ def register(
 ) -> Registration:
     """Log `model` (raw pixels in, logits out) to run `run_id`, register it under `name`, and
     move the `champion` alias to it only if its test accuracy beats the current champion's."""
-    mlflow.set_tracking_uri(tracking_uri)
+    # MLflow's model logging goes through its global tracking URI: it connects, so it is
+    # given the whole URI.
+    mlflow.set_tracking_uri(SecretUrl(tracking_uri).reveal())
     model = model.cpu().eval()
     example_np = example.cpu().float().numpy()
     with torch.inference_mode():
@@ -115,9 +118,10 @@ def champion_version(client: MlflowClient, name: str) -> Any | None:
         return None
 
 
-def load_champion(tracking_uri: str, name: str) -> torch.nn.Module:
+def load_champion(tracking_uri: SecretUrl | str, name: str) -> torch.nn.Module:
     """The champion model: float32 (N, 1, 28, 28) raw pixels 0-255 in, (N, 10) logits out."""
-    mlflow.set_tracking_uri(tracking_uri)
+    tracking_uri = SecretUrl(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri.reveal())
     client = tracking_client(tracking_uri)
     if champion_version(client, name) is None:
         raise LookupError(

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -28,7 +28,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from hpo.errors import RunError, first_line
 from hpo.paths import sqlite_database
 from hpo.tracking.settings import TrackingSettings
-from hpo.urls import mask_url
+from hpo.urls import SecretUrl
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ class ArtifactUnavailableError(LookupError):
     """A run's artifact is missing or cannot be downloaded."""
 
 
-def tracking_client(uri: str) -> MlflowClient:
-    """A client of the tracking store at `uri`: the project's one way to make one."""
-    return MlflowClient(tracking_uri=uri)
+def tracking_client(uri: SecretUrl | str) -> MlflowClient:
+    """A client of the tracking store at `uri`: the project's one way to make one, and the
+    one place the tracking URI's password is revealed (to MLflow, which connects)."""
+    return MlflowClient(tracking_uri=SecretUrl(uri).reveal())
 
 
 class TrackedRun:
@@ -122,16 +123,14 @@ def check_store(settings: TrackingSettings) -> None:
         TrackingUnavailableError: naming the URI, the reason and how to fix it.
     """
     uri = settings.uri
-    shown = mask_url(uri)
-    parsed = urlparse(uri)
     fix = "fix tracking.uri (or MLFLOW_TRACKING_URI), or run with tracking.enabled=false"
-    if parsed.scheme in ("http", "https"):
+    if uri.scheme in ("http", "https"):
         try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            with urllib.request.urlopen(_health_url(uri), timeout=5) as response:
                 response.read()
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise TrackingUnavailableError(
-                f"cannot reach the MLflow tracking server at {shown}: {exc}. "
+                f"cannot reach the MLflow tracking server at {uri}: {uri.redact(str(exc))}. "
                 f"Start the server (`make services`, or `make ui` for the local store), or {fix}"
             ) from exc
     elif (database := sqlite_database(uri)) is not None:
@@ -213,7 +212,9 @@ def open_run(
         raise
     except BaseException as exc:
         try:
-            tracked.set_tags({"error": f"{type(exc).__name__}: {exc}"[:5000]})
+            # An MLflow error quotes the server's URL, credentials and all.
+            error = settings.uri.redact(f"{type(exc).__name__}: {exc}")
+            tracked.set_tags({"error": error[:5000]})
             client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FAILED))
         except Exception as lost:
             # The store itself is gone (a tracking server lost mid-training): the original
@@ -221,11 +222,18 @@ def open_run(
             log.warning(
                 "could not mark MLflow run %s FAILED in %s: %s",
                 tracked.run_id,
-                mask_url(settings.uri),
-                first_line(lost),
+                settings.uri,
+                settings.uri.redact(first_line(lost)),
             )
         raise
     client.set_terminated(tracked.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def _health_url(uri: SecretUrl) -> str:
+    """The server's `/health` page: it needs no login, and urllib takes no user in a URL."""
+    parts = urlsplit(uri.without_password())
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/") + "/health", "", ""))
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

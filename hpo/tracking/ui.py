@@ -21,6 +21,7 @@ from hpo.paths import PROJECT_ROOT, sqlite_database
 from hpo.schema import register_configs
 from hpo.tracking.runs import TrackedRun, tracking_client
 from hpo.tracking.settings import TrackingSettings
+from hpo.urls import SecretUrl
 
 # Where `make ui` serves the UI (Makefile, target `ui`).
 LOCAL_UI = "http://127.0.0.1:5000"
@@ -42,31 +43,32 @@ def runs_url(ui_base: str, experiment_id: str, run_id: str | None = None) -> str
     return f"{ui_base.rstrip('/')}/#{route}?{_ML_VIEW}"
 
 
-def ui_base(tracking_uri: str, local_ui: str = LOCAL_UI) -> str:
+def ui_base(tracking_uri: SecretUrl | str, local_ui: str = LOCAL_UI) -> str:
     """Where the UI of `tracking_uri` is: the server itself (without any user or password)
     for an http(s) tracking server, else `local_ui` (`make ui`)."""
-    parts = urlsplit(tracking_uri)
+    parts = urlsplit(str(SecretUrl(tracking_uri)))
     if parts.scheme not in ("http", "https"):
         return local_ui
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
 
 
-def how_to_open(tracking_uri: str) -> str:
+def how_to_open(tracking_uri: SecretUrl | str) -> str:
     """What to run before a link from `ui_base(tracking_uri)` works, ending in "then open"."""
-    if urlsplit(tracking_uri).scheme in ("http", "https"):
+    tracking_uri = SecretUrl(tracking_uri)
+    if tracking_uri.scheme in ("http", "https"):
         return "open"
     database = sqlite_database(tracking_uri)
     if database is not None and database.resolve() == PROJECT_STORE.resolve():
         return "`make ui`, then open"
-    store = tracking_uri if database is not None else "<tracking URI>"
+    store = str(tracking_uri) if database is not None else "<tracking URI>"
     host, port = urlsplit(LOCAL_UI).hostname, urlsplit(LOCAL_UI).port
     return f"`mlflow ui --backend-store-uri {store} --host {host} --port {port}`, then open"
 
 
 def study_runs_link(run: TrackedRun) -> str:
     """One line for a sweep's summary: how to open the runs table that holds `run`."""
-    uri = run.client.tracking_uri
+    uri = SecretUrl(run.client.tracking_uri)
     experiment = run.client.get_run(run.run_id).info.experiment_id
     return f"{how_to_open(uri)} {runs_url(ui_base(uri), experiment)}"
 

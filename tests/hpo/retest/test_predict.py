@@ -90,7 +90,7 @@ def test_predict_classifies_each_image_with_the_champion(tmp_path, capsys) -> No
     light.save(tmp_path / "light.png")
     (tmp_path / "notes.png").write_text("not an image")
     files = [str(tmp_path / n) for n in ("dark.png", "notes.png", "light.png")]
-    code = predict.main([*files, "--tracking-uri", settings.uri, "--model-name", "m"])
+    code = predict.main([*files, "--tracking-uri", settings.uri.reveal(), "--model-name", "m"])
     out, err = capsys.readouterr()
     assert code == 1  # one file failed, the others were still classified
     lines = out.strip().splitlines()

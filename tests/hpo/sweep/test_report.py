@@ -19,6 +19,7 @@ from hpo.sweep import report
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR
 from hpo.sweep.progress import SweepProgress
 from hpo.tracking.runs import open_run, tracking_client
+from hpo.urls import SecretUrl
 
 
 def _objective(trial: optuna.Trial) -> float:
@@ -164,6 +165,12 @@ def test_the_creating_worker_opens_the_parent_run_and_a_joining_one_finds_it(sto
     tags = tracking_client(store).get_run(run.run_id).data.tags
     assert tags["sweep_role"] == "study" and tags["study_name"] == "parent"
     assert tags["optuna_storage"] == "memory" and tags["directions"] == "maximize"
+    other = optuna.create_study(study_name="parent-pg")
+    storage = SecretUrl("postgresql+psycopg://fmnist:s3cret@db/optuna")
+    pg_run = report.open_parent_run(_config(store), other, storage, created=True)
+    assert pg_run is not None
+    tags = tracking_client(store).get_run(pg_run.run_id).data.tags
+    assert tags["optuna_storage"] == "postgresql+psycopg://fmnist:***@db/optuna"
     joined = report.open_parent_run(_config(store), study, None, created=False)
     assert joined is not None and joined.run_id == run.run_id
 
@@ -208,13 +215,16 @@ def test_child_runs_get_the_trial_state_and_the_retry(store) -> None:
 def test_a_lost_tracking_server_costs_the_tag_not_the_sweep(monkeypatch, caplog) -> None:
     # MLflow retries a lost server for minutes by default; the outcome is the same at once.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    config = _config(f"http://127.0.0.1:{free_port()}")
+    config = _config(f"http://user:s3cret-pw@127.0.0.1:{free_port()}")
     with caplog.at_level(logging.WARNING, report.__name__):
         report.tag_child_run(config, "lost", 1, "COMPLETE")  # does not raise
     (record,) = [r for r in caplog.records if r.name == report.__name__]
     message = record.getMessage()
-    assert message.startswith("trial 1: could not tag its MLflow run in http://127.0.0.1:")
+    assert message.startswith("trial 1: could not tag its MLflow run in http://user:***@127.0.0.1:")
     assert "\n" not in message  # the error's first line only
+    # MLflow's error quotes the URL it called, credentials and all: masked too.
+    assert "API request to http://user:***@127.0.0.1:" in message
+    assert "s3cret-pw" not in caplog.text
 
 
 def test_the_run_of_a_stale_trial_ends_killed_saying_why(store) -> None:

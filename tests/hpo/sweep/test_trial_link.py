@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import optuna
 import pytest
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, ValidationError
+from optuna.distributions import FloatDistribution
 
-from hpo.sweep.trial_link import LINK_KEY, TrialLink
+from hpo.sweep import trial_link
+from hpo.sweep.liveness import RUN_ID_ATTR
+from hpo.sweep.trial_link import LINK_KEY, TrialLink, TrialPruned, TrialReporter
+from hpo.urls import STORAGE_PASSWORD_ENV, SecretUrl
 
 LINK = TrialLink(
     study_name="it's a study",
@@ -45,3 +50,46 @@ def test_a_malformed_link_is_rejected(node, error) -> None:
 def test_run_name_sorts_trials_in_order() -> None:
     names = [TrialLink("s", None, n).run_name for n in (2, 10, 100)]
     assert names == sorted(names) == ["s-trial-0002", "s-trial-0010", "s-trial-0100"]
+
+
+def test_a_job_in_another_process_reports_through_the_storage(tmp_path) -> None:
+    # Not registered in this process: the reporter opens the study's storage, finds the
+    # trial by number and reports to it, as a joblib or submitit job does.
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="far", storage=url, direction="maximize")
+    trial = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    link = TrialLink(
+        study_name="far",
+        storage=url,
+        trial_number=trial.number,
+        pruner={"_target_": "optuna.pruners.ThresholdPruner", "lower": 0.5},
+    )
+    reporter = TrialReporter(link)
+    reporter.record_run("run-123")
+    reporter.report(1, 0.9)
+    with pytest.raises(TrialPruned, match=r"pruned at epoch 2 with value 0\.1000"):
+        reporter.report(2, 0.1)  # the link's pruner, rebuilt in the job, says so
+    stored = optuna.load_study(study_name="far", storage=url).trials[trial.number]
+    assert stored.intermediate_values == {1: 0.9, 2: 0.1}
+    assert stored.user_attrs[RUN_ID_ATTR] == "run-123"
+
+
+class _OpenedError(Exception):
+    """Stands for the connection a test does not make."""
+
+
+def test_a_job_gets_the_storage_password_from_the_environment(tmp_path, monkeypatch) -> None:
+    # The link holds the URL without its password; the sweeper put that in the environment.
+    opened = []
+
+    def open_storage(url: SecretUrl) -> None:
+        opened.append(url)
+        raise _OpenedError
+
+    monkeypatch.setattr(trial_link, "open_storage", open_storage)
+    monkeypatch.setenv(STORAGE_PASSWORD_ENV, "s3cret")
+    link = TrialLink("s", "postgresql+psycopg://fmnist@db:5433/optuna", 0)
+    with pytest.raises(_OpenedError):
+        TrialReporter(link)
+    (url,) = opened
+    assert url.reveal() == "postgresql+psycopg://fmnist:s3cret@db:5433/optuna"

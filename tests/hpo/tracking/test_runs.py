@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 from hpo.tracking.runs import (
     ArtifactUnavailableError,
+    TrackingUnavailableError,
+    check_store,
     end_run,
     find_trial_run,
     open_run,
@@ -107,3 +112,49 @@ def test_more_params_tags_and_metrics_than_one_batch_holds_are_all_logged(settin
         f"t{i}": str(i) for i in range(150)
     }
     assert data.metrics == {f"m{i}": float(i) for i in range(1200)}
+
+
+def test_a_failed_runs_error_tag_holds_no_password(settings) -> None:
+    # MLflow's own errors quote the server's URL, credentials included.
+    with pytest.raises(RuntimeError), open_run(settings, run_name="leaky") as run:
+        assert run is not None
+        raise RuntimeError("API request to http://user:s3cret@10.0.0.2:5000/api/2.0 failed")
+    tags = tracking_client(settings.uri).get_run(run.run_id).data.tags
+    assert tags["error"] == (
+        "RuntimeError: API request to http://user:***@10.0.0.2:5000/api/2.0 failed"
+    )
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/health" else 404)
+        self.end_headers()
+        self.wfile.write(b"OK")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_tracking_server_url_with_a_login_passes_the_health_check() -> None:
+    # urllib takes no user in a URL (it would look the host up as `user:secret@host`):
+    # the check asks the server's /health, which needs no login, without it.
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        check_store(TrackingSettings(uri=f"http://user:s3cret@127.0.0.1:{port}/"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_unreachable_tracking_server_is_named_with_the_password_masked() -> None:
+    settings = TrackingSettings(uri=f"http://user:s3cret@127.0.0.1:{free_port()}")
+    with pytest.raises(TrackingUnavailableError) as caught:
+        check_store(settings)
+    assert "cannot reach the MLflow tracking server at http://user:***@127.0.0.1:" in str(
+        caught.value
+    )
+    assert "s3cret" not in str(caught.value)
