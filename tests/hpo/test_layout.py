@@ -266,3 +266,16 @@ def test_no_module_picks_a_matplotlib_backend() -> None:
         )
     ]
     assert not calls, calls
+
+
+def test_one_mlflow_client_factory() -> None:
+    """`hpo.tracking.runs.tracking_client` is the one place an MlflowClient is made (and the
+    one place the tracking URI's password is revealed to it)."""
+    makers = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in [*_sources(*SOURCE_DIRS), ROOT / "train.py"]
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and (getattr(node.func, "id", None) or getattr(node.func, "attr", None)) == "MlflowClient"
+    ]
+    assert len(makers) == 1 and makers[0].startswith("hpo/tracking/runs.py:"), makers
