@@ -52,7 +52,7 @@ against max_connections (how many workers one server admits). The analysis of a 
 this machine is in bench/README.md.
 
     .venv/bin/python bench/scale.py [--workers 4 8 16 32] [--samplers tpe random]
-        [--trials-per-worker 12] [--sleep 1.0] [--heartbeat-interval 1]
+        [--trials-per-worker 8] [--sleep 1.0] [--heartbeat-interval 1]
         [--grace-period 30] [--startup-samples 3] [--probe-trials N] [--timeout 600]
         [--workdir DIR] [--json bench/results/scale.json]
 
@@ -76,6 +76,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -130,7 +131,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=positive_int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--samplers", nargs="+", choices=list(SAMPLERS), default=list(SAMPLERS))
     parser.add_argument(
-        "--trials-per-worker", type=positive_int, default=12, help="budget = this x N"
+        "--trials-per-worker", type=positive_int, default=8, help="budget = this x N"
     )
     parser.add_argument("--sleep", type=positive_float, default=1.0, help="task seconds")
     parser.add_argument("--heartbeat-interval", type=positive_int, default=1)
@@ -164,6 +165,7 @@ class Sample:
     connections: int
     active: int
     lock_waits: int
+    lock_events: list[str]  # pg_stat_activity.wait_event of each session waiting on a lock
     workers_rss_mb: float
 
 
@@ -195,21 +197,30 @@ class PgMonitor:
             "SELECT coalesce(sum(n_tup_ins + n_tup_upd), 0) FROM pg_stat_user_tables "
             "WHERE relname = 'trial_heartbeats'"
         )[0]
+        # Rows each table's scans read: which tables a trial's queries walk through.
+        tables = self._rows(
+            "SELECT relname, seq_tup_read, coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables"
+        )
         names = ("commits", "rollbacks", "returned", "fetched", "inserted", "updated")
         values = dict(zip((*names, "deadlocks", "sessions"), db, strict=True))
-        return {**{k: int(v) for k, v in values.items()}, "heartbeat_writes": int(beats[0])}
+        values["heartbeat_writes"] = beats[0]
+        for name, seq, index in tables:
+            values[f"seq_read:{name}"], values[f"index_read:{name}"] = seq, index
+        return {key: int(value) for key, value in values.items()}
 
-    def sessions(self, conn: sqlalchemy.Connection) -> tuple[int, int, int]:
-        """Connections to the study's database (not ours), active ones, lock waits."""
+    def sessions(self, conn: sqlalchemy.Connection) -> tuple[int, int, list[str]]:
+        """Connections to the study's database (not ours), active ones, and what each
+        session waiting on a lock waits for (`transactionid`, `tuple`, `relation`, ...)."""
         self.queries += 1
         row = conn.execute(
             sqlalchemy.text(
                 "SELECT count(*), count(*) FILTER (WHERE state = 'active'), "
-                "count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity "
+                "coalesce(string_agg(wait_event, ' ') FILTER (WHERE wait_event_type = 'Lock'), "
+                "'') FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         ).one()
-        return int(row[0]), int(row[1]), int(row[2])
+        return int(row[0]), int(row[1]), str(row[2]).split()
 
     def cpu_seconds(self) -> float:
         """CPU time of the server: the postmaster, its live children and the reaped ones."""
@@ -236,7 +247,7 @@ class PgMonitor:
                 while not stop.is_set():
                     conns, active, waits = self.sessions(conn)
                     rss = sum(_status_mb(pid, "VmRSS:") for pid in pids())
-                    samples.append(Sample(time.time(), conns, active, waits, rss))
+                    samples.append(Sample(time.time(), conns, active, len(waits), waits, rss))
                     stop.wait(MONITOR_INTERVAL_S)
 
         thread = threading.Thread(target=run, name="pg-monitor", daemon=True)
@@ -427,11 +438,12 @@ class ConfigResult:
     heartbeat_writes: int
     heartbeat_writes_per_trial: float | None
     heartbeat_writes_per_s: float | None
-    db: dict[str, float | None]
+    db: dict[str, Any]
     connections_max: int
     connections_per_worker: float
     lock_waits_max: int
     lock_wait_share: float
+    lock_wait_events: dict[str, int]
     cpu: dict[str, float]
     workers_rss_peak_mb: float
     problems: list[str]
@@ -570,6 +582,7 @@ def summarize_configuration(raw: Raw) -> ConfigResult:
         connections_per_worker=max((s.connections for s in raw.samples), default=0) / raw.workers,
         lock_waits_max=max((s.lock_waits for s in raw.samples), default=0),
         lock_wait_share=_share(raw.samples, lambda s: s.lock_waits > 0),
+        lock_wait_events=dict(Counter(e for s in raw.samples for e in s.lock_events)),
         cpu=_cpu_figures(raw),
         workers_rss_peak_mb=max((s.workers_rss_mb for s in raw.samples), default=0.0),
         problems=problems,
@@ -585,10 +598,13 @@ def steady_window(raw: Raw) -> tuple[tuple[float, float] | None, str | None]:
         return None, "no trial was asked"
     if None in first_asks:
         ran = sum(a is not None for a in first_asks)
-        return None, (
-            f"only {ran} of {raw.workers} workers ran a trial: the budget was spent before the "
-            "last ones had started (raise --trials-per-worker)"
+        failed = sum(code != 0 for code in raw.codes)
+        why = (
+            f"{failed} exited with an error"
+            if failed
+            else "the budget was spent before the last ones had started (raise --trials-per-worker)"
         )
+        return None, f"only {ran} of {raw.workers} workers ran a trial: {why}"
     begin, end = max(a for a in first_asks if a is not None), max(asks)
     if end - begin < 5 * raw.sleep:
         return None, (
@@ -617,7 +633,7 @@ def _delta(raw: Raw, counter: str) -> int:
     return raw.after.counters[counter] - raw.before.counters[counter]
 
 
-def _db_figures(raw: Raw) -> dict[str, float | None]:
+def _db_figures(raw: Raw) -> dict[str, Any]:
     n = len(raw.trials)
     # Our own monitoring queries are transactions of the same database.
     commits = _delta(raw, "commits") - (raw.after.monitor_queries - raw.before.monitor_queries)
@@ -628,7 +644,25 @@ def _db_figures(raw: Raw) -> dict[str, float | None]:
         "rollbacks": _delta(raw, "rollbacks"),
         "deadlocks": _delta(raw, "deadlocks"),
         "sessions": _delta(raw, "sessions"),
+        "rows_read_per_trial_by_table": _rows_by_table(raw, n),
     }
+
+
+def _rows_by_table(raw: Raw, trials: int, top: int = 4) -> dict[str, dict[str, float]]:
+    """The tables whose scans read the most rows per trial: sequential and by index."""
+    if not trials:
+        return {}
+    tables = [k.split(":", 1)[1] for k in raw.after.counters if k.startswith("seq_read:")]
+    rows = {
+        table: {
+            "sequential": _delta(raw, f"seq_read:{table}") / trials,
+            "index": _delta(raw, f"index_read:{table}") / trials,
+        }
+        for table in tables
+        if f"seq_read:{table}" in raw.before.counters
+    }
+    ranked = sorted(rows.items(), key=lambda item: -sum(item[1].values()))
+    return dict(ranked[:top])
 
 
 def _cpu_figures(raw: Raw) -> dict[str, float]:
