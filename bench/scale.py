@@ -39,22 +39,26 @@ And separately, before the configurations:
   study's budget is already spent (imports, composing the config, opening the study), and
   its peak memory; with N workers starting at once on 2 cores, the table's `start s` is
   the time until the last of them asked its first trial;
-- the per-trial storage and sampler calls the sweeper makes, in this one process with no
-  other load, against the size of the study (`--probe-trials`, default the largest
-  configuration's budget): `fail_stale_trials`, the two trial counts, `ask` (sampler +
-  new trial row), the job's report + pruner check, and `tell`. This separates "the sampler
-  gets slower as the study grows" from "the workers wait for each other".
+- the Optuna calls a trial's cycle is made of, timed in this one process with no other
+  load: `fail_stale_trials`, counting the study's trials by state (the budget check),
+  `ask` (sampler + new trial row), the job's report + pruner check, and `tell`; first
+  while one study grows to `--probe-trials` trials (default: the largest configuration's
+  budget), then for `--probe-cycles` trials with `--probe-running` other trials left
+  RUNNING beside them (default 32 and 100: what that many workers' trials are to each
+  ask). This separates "the sampler gets slower as the study grows" and "every call reads
+  the other workers' running trials" from "the workers wait for each other".
 
 Where it stops scaling: the first doubling of N that gains less than half of the ideal
 (the table's note), read together with the CPU busy share (the simulating host itself),
-the probe (sampler and reads against study size), lock waits and connections per worker
+the probe (the calls against study size and running trials), lock waits and connections per worker
 against max_connections (how many workers one server admits). The analysis of a run on
 this machine is in bench/README.md.
 
     .venv/bin/python bench/scale.py [--workers 4 8 16 32] [--samplers tpe random]
         [--trials-per-worker 8] [--sleep 1.0] [--heartbeat-interval 1]
-        [--grace-period 30] [--startup-samples 3] [--probe-trials N] [--timeout 600]
-        [--workdir DIR] [--json bench/results/scale.json]
+        [--grace-period 30] [--startup-samples 3] [--probe-trials N]
+        [--probe-running 32 100] [--probe-cycles 24] [--timeout 600] [--workdir DIR]
+        [--json bench/results/scale.json]
 
 Exit status 1 when a configuration went wrong (a worker exited non-zero, a trial failed,
 the budget was not finished or a log could not be read): its figures are then not
@@ -143,6 +147,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="study size of the one-process probe (default: the largest budget; 0: none)",
     )
+    parser.add_argument(
+        "--probe-running",
+        type=int,
+        nargs="*",
+        default=[32, 100],
+        help="also probe with this many other trials running (each: --probe-cycles trials)",
+    )
+    parser.add_argument("--probe-cycles", type=positive_int, default=24)
     parser.add_argument(
         "--timeout", type=positive_float, default=600, help="seconds per configuration"
     )
@@ -725,8 +737,11 @@ def _peak_rss_mb(process: subprocess.Popen[bytes]) -> float:
 PROBE_OPS = ("fail_stale", "counts", "ask", "report", "tell")
 
 
-def op_probe(args: argparse.Namespace, url: str, sampler: str, size: int) -> dict[str, Any]:
-    """Time each storage call of a trial's cycle while one study grows to `size` trials."""
+def op_probe(
+    args: argparse.Namespace, url: str, sampler: str, size: int, running: int = 0
+) -> dict[str, Any]:
+    """Time each storage call of a trial's cycle while one study grows by `size` trials,
+    with `running` trials left RUNNING beside them (as N - 1 other workers' trials are)."""
     params = OmegaConf.load(TOY_APP.parent / "config.yaml").hydra.sweeper.params
     space = parse_search_space(OmegaConf.to_container(params))
     storage = open_storage(
@@ -738,6 +753,8 @@ def op_probe(args: argparse.Namespace, url: str, sampler: str, size: int) -> dic
         sampler=instantiate(OmegaConf.structured(SAMPLERS[sampler](seed=SAMPLER_SEED))),
         pruner=instantiate(OmegaConf.structured(MedianPrunerConfig())),
     )
+    for _ in range(running):  # asked and never told: still running, never stale (no beat)
+        liveness.ask(study, fixed_distributions=space.distributions)
     laps: dict[str, list[float]] = {op: [] for op in PROBE_OPS}
     for _ in range(size):
         lap = _stopwatch(laps)
@@ -754,7 +771,8 @@ def op_probe(args: argparse.Namespace, url: str, sampler: str, size: int) -> dic
         lap("report")
         study.tell(trial, value)
         lap("tell")
-    return {"sampler": sampler, "size": size, "bands": _bands(laps, size)}
+    bands = _bands(laps, size, count=4 if running == 0 else 1)
+    return {"sampler": sampler, "size": size, "running": running, "bands": bands}
 
 
 def _stopwatch(laps: dict[str, list[float]]) -> Callable[[str], None]:
@@ -943,15 +961,15 @@ def _database_table(summary: dict[str, Any]) -> Table:
 
 def _probe_table(summary: dict[str, Any]) -> Table:
     table = Table(
-        title="One process, no other load: each storage call of a trial's cycle against the "
-        "study's size (median ms)"
+        title="One process, no other load: the Optuna calls of a trial's cycle against the "
+        "study's size and the trials running beside it (median ms)"
     )
-    for column in ("sampler", "trials", *PROBE_OPS, "sum"):
+    for column in ("sampler", "running", "trials", *PROBE_OPS, "sum"):
         table.add_column(column, justify="left" if column == "sampler" else "right")
     for probe in summary["probe"]:
         for band in probe["bands"]:
             cells = (f"{band[op]:.1f}" for op in (*PROBE_OPS, "sum"))
-            table.add_row(probe["sampler"], band["trials"], *cells)
+            table.add_row(probe["sampler"], str(probe["running"]), band["trials"], *cells)
     return table
 
 
@@ -981,6 +999,11 @@ def main(argv: list[str] | None = None) -> int:
             size = max(args.workers) * args.trials_per_worker
             size = size if args.probe_trials is None else args.probe_trials
             probes = [op_probe(args, stores.optuna, s, size) for s in args.samplers if size > 0]
+            probes += [
+                op_probe(args, stores.optuna, s, args.probe_cycles, running)
+                for s in args.samplers
+                for running in args.probe_running
+            ]
     except KeyboardInterrupt:
         log.error("interrupted: workers ended, services stopped, nothing to report")
         return 130

@@ -28,7 +28,8 @@ def summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     command = [
         sys.executable, "bench/scale.py", "--workers", str(WORKERS), "--samplers", "random",
         "--trials-per-worker", str(PER_WORKER), "--sleep", str(SLEEP), "--startup-samples", "1",
-        "--probe-trials", "4", "--workdir", str(out / "work"), "--json", str(out / "scale.json"),
+        "--probe-trials", "4", "--probe-running", "3", "--probe-cycles", "2",
+        "--workdir", str(out / "work"), "--json", str(out / "scale.json"),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
@@ -40,7 +41,9 @@ def test_every_trial_of_the_budget_ran_and_the_logs_account_for_it(
 ) -> None:
     (result,) = summary["results"]
     assert summary["all_ok"] and not result["problems"], result["problems"]
-    assert result["complete"] + result["pruned"] == WORKERS * PER_WORKER
+    # Workers asking at the same moment may each take the last trial: up to N - 1 over.
+    budget = WORKERS * PER_WORKER
+    assert budget <= result["complete"] + result["pruned"] <= budget + WORKERS - 1
     assert result["workers_with_trials"] >= 1
     assert result["returncodes"] == [0] * WORKERS
 
@@ -72,7 +75,8 @@ def test_start_up_and_the_probe_are_measured(summary: dict[str, Any]) -> None:
     startup = summary["startup"]
     assert startup["ok"] and startup["wall_s"] > 0 and startup["cpu_s"] > 0
     assert startup["peak_rss_mb"] > 20  # a Python process importing Optuna and Hydra
-    (probe,) = summary["probe"]
-    assert probe["sampler"] == "random" and len(probe["bands"]) == 4
-    for band in probe["bands"]:
+    growing, beside_running = summary["probe"]
+    assert (growing["running"], len(growing["bands"])) == (0, 4)  # a band per quarter
+    assert (beside_running["running"], len(beside_running["bands"])) == (3, 1)
+    for band in growing["bands"] + beside_running["bands"]:
         assert all(band[op] > 0 for op in ("fail_stale", "counts", "ask", "report", "tell"))
