@@ -10,7 +10,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -25,11 +26,11 @@ from hpo.errors import first_line
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, running_trials
 from hpo.sweep.progress import SweepProgress
 from hpo.sweep.trial_link import LINK_KEY
-from hpo.tracking import runs as tracking
-from hpo.tracking.runs import TrackedRun
 from hpo.tracking.settings import TrackingSettings
-from hpo.tracking.ui import study_runs_link
 from hpo.urls import SecretUrl, mask_urls
+
+if TYPE_CHECKING:
+    from hpo.tracking.runs import TrackedRun
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,15 @@ TRIALS_ARTIFACT = "trials.csv"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 # How long a joining worker waits for the creating worker to name the parent run.
 PARENT_RUN_WAIT_S = 120.0
+
+
+def _runs() -> ModuleType:
+    """`hpo.tracking.runs`, imported on first use. Importing MLflow takes over a second and
+    a few hundred MB in every sweep process, and a sweep of an app that records nothing
+    (one without a `tracking` node, or with tracking off) never needs it."""
+    from hpo.tracking import runs
+
+    return runs
 
 
 def tracking_settings(config: DictConfig | None) -> TrackingSettings | None:
@@ -64,7 +74,7 @@ def open_parent_run(
     run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if run_id is None and not created and not study.trials:
         run_id = _wait_for_parent_run(study)
-    run = tracking.open_study_run(settings, study.study_name, tags, run_id=run_id)
+    run = _runs().open_study_run(settings, study.study_name, tags, run_id=run_id)
     if run_id is None:
         study.set_user_attr(PARENT_RUN_ATTR, run.run_id)
     return run
@@ -94,7 +104,7 @@ def tag_child_run(config: DictConfig | None, study_name: str, number: int, state
     if settings is None:
         return
     try:
-        run = tracking.find_trial_run(settings, study_name, number)
+        run = _runs().find_trial_run(settings, study_name, number)
         if run is not None:
             run.set_tags({"trial_state": state})
     except Exception as exc:
@@ -112,7 +122,7 @@ def tag_retried_run(config: DictConfig | None, run_id: str | None, number: int) 
     if settings is None or not run_id:
         return
     try:
-        run = TrackedRun(tracking.tracking_client(settings.uri), run_id)
+        run = _runs().TrackedRun(_runs().tracking_client(settings.uri), run_id)
         run.set_tags({"retried_as_trial": number})
     except Exception as exc:
         why = settings.uri.redact(first_line(exc))
@@ -128,7 +138,7 @@ def close_stale_run(config: DictConfig | None, trial: FrozenTrial, grace_period:
     owner = trial.user_attrs.get(WORKER_ATTR, "an unknown worker")
     why = f"worker {owner} lost: no heartbeat for over {grace_period} s; trial failed as stale"
     try:
-        tracking.end_lost_run(settings, str(run_id), why)
+        _runs().end_lost_run(settings, str(run_id), why)
         log.info("MLflow run %s of trial %d ended KILLED", run_id, trial.number)
     except Exception as exc:
         why = settings.uri.redact(first_line(exc))
@@ -179,7 +189,7 @@ def finish(
                 # Other workers still run trials: the last one to finish ends the parent run.
                 log.info("%d trial(s) of other workers running: the parent run stays open", others)
             else:
-                tracking.end_run(parent, status)
+                _runs().end_run(parent, status)
         except Exception as exc:
             # The study and the results file hold everything; the next run (or worker)
             # to finish fills the parent run again.
@@ -193,6 +203,8 @@ def finish(
     Console().print(_summary(study, progress, results, parent))
     if parent is not None:
         try:
+            from hpo.tracking.ui import study_runs_link  # MLflow, loaded with `parent`
+
             link = study_runs_link(parent)
         except Exception as exc:  # the tracking server is gone: the summary still prints
             log.warning("no MLflow UI link: %s", mask_urls(first_line(exc)))

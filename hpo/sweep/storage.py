@@ -98,5 +98,9 @@ def _is_creation_race(exc: DBAPIError) -> bool:
 
 
 def _reason(exc: BaseException, url: SecretUrl) -> str:
-    # A DBAPIError's own text repeats the SQL and a link; the driver's error says why.
+    """The driver's own first line: Optuna wraps database errors in its own generic ones
+    (`StorageInternalError: An exception is raised during the commit...`, with the real one
+    as the cause), and a DBAPIError's text repeats the SQL and a link around the driver's."""
+    while exc.__cause__ is not None and not isinstance(exc, DBAPIError):
+        exc = exc.__cause__
     return url.redact(first_line(getattr(exc, "orig", None) or exc))

@@ -505,8 +505,10 @@ class OptunaSweeperImpl(Sweeper):
         try:
             job = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         except (ConfigCompositionException, OmegaConfBaseException) as exc:
-            # Hydra's first line names the override, the next one why it failed.
-            why = " ".join([line.strip() for line in str(exc).splitlines() if line.strip()][:2])
+            # Hydra names the override; its cause (OmegaConf's error) says why it failed.
+            why = first_line(exc)
+            if exc.__cause__ is not None:
+                why += f": {first_line(exc.__cause__)}"
             raise SweeperConfigError(
                 f"the search space does not compose into a job config ({why}); "
                 f"overrides: {' '.join(overrides)}"

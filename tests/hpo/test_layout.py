@@ -279,3 +279,13 @@ def test_one_mlflow_client_factory() -> None:
         and (getattr(node.func, "id", None) or getattr(node.func, "attr", None)) == "MlflowClient"
     ]
     assert len(makers) == 1 and makers[0].startswith("hpo/tracking/runs.py:"), makers
+
+
+def test_the_sweeper_loads_without_mlflow() -> None:
+    """Every sweep process imports the sweeper; MLflow (over a second and a few hundred MB
+    to import) loads only once a sweep records to it."""
+    code = "import sys\nimport hpo.sweep.sweeper\nprint('mlflow' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
