@@ -124,7 +124,9 @@ def test_experiment_search_runs(
     assert code == 0, output
     assert f"pruner {pruner}," in output
     assert "Training" in output and "<models.AirbenchNet>" in output
-    study = optuna.load_study(study_name=f"fmnist-{experiment}", storage=storage)
+    # debug=tiny's synthetic data keeps the search out of the real study.
+    assert optuna.get_all_study_names(storage) == [f"fmnist-{experiment}-synthetic"]
+    study = optuna.load_study(study_name=f"fmnist-{experiment}-synthetic", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
     assert all("optimizer.lr" in t.params for t in study.trials)
     assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
