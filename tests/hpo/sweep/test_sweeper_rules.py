@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 from toy_app import app as toy
 
 from hpo.sweep import sweeper as sweeper_module
-from hpo.sweep.liveness import WORKER_ATTR, orphan_trials, running_trials
+from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, orphan_trials, running_trials
 from hpo.sweep.progress import Outcome
+from hpo.sweep.trial_link import TrialLink
 
 ROOT = Path(__file__).resolve().parents[3]
 TOY_APP = ROOT / "tests" / "toy_app" / "app.py"
@@ -298,8 +299,17 @@ def test_the_trial_of_a_dead_worker_is_retried_within_the_budget(toy_sweep) -> N
     with pytest.warns(UserWarning, match="supposed to be used with Study.optimize"):
         lost = study.ask(SPACE)
     lost.set_user_attr(WORKER_ATTR, "gone-host:1")
+    lost.set_user_attr(RUN_ID_ATTR, "run-of-the-lost-trial")
     storage.record_heartbeat(lost._trial_id)
     time.sleep(2.5)
+    links: dict[int, Any] = {}
+    plain = toy.run
+
+    def remember_link(cfg: Any) -> float:
+        links[cfg.hpo.trial_number] = TrialLink.from_config(cfg)
+        return plain(cfg)
+
+    toy_sweep.monkeypatch.setattr(toy, "run", remember_link)
 
     assert toy_sweep.run(*FAST_BEATS, n_trials=3) == 0
     study = toy_sweep.study()
@@ -313,6 +323,11 @@ def test_the_trial_of_a_dead_worker_is_retried_within_the_budget(toy_sweep) -> N
     assert retries[0].state == TrialState.COMPLETE
     # The retry replaces the lost trial: 3 finished in all, one of them the retry.
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 3
+    # Its job learns what it retries, to link its MLflow run to the lost one.
+    link = links[retries[0].number]
+    assert link.retry_of == lost.number and link.retry_of_run_id == "run-of-the-lost-trial"
+    assert link.tags["retry_of_trial"] == str(lost.number)
+    assert all(links[n].retry_of is None for n in links if n != retries[0].number)
 
 
 def test_retries_stop_at_max_retry(toy_sweep) -> None:
@@ -433,3 +448,34 @@ def test_two_worker_processes_share_one_study(tmp_path) -> None:
     assert sum("(created it)" in o for o in outputs) == 1
     assert sum("(joined it)" in o for o in outputs) == 1
     assert all(t.state != TrialState.RUNNING for t in study.trials)
+
+
+def test_the_joblib_launcher_runs_trials_in_parallel_processes(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(TOY_APP),
+            "-m",
+            "steps=2",
+            "sleep=0.5",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.n_jobs=2",
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=joblib",
+            "hydra.sweeper.n_trials=4",
+            f"hydra.sweep.dir={tmp_path}/out",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="joblib", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    # Reported from the worker processes, which reach their trial through the storage.
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
+    # Two at a time: the first two trials ran side by side.
+    first, second = study.trials[:2]
+    assert second.datetime_start < first.datetime_complete
