@@ -171,6 +171,17 @@ class OptunaSweeperConf:
     check_job_config: str | None = None
     # Seconds after which no new trial is started (null = no limit).
     timeout: float | None = None
+    # Seconds by which the sweep should end: a run starts only if its expected duration
+    # (the mean of finished runs at its budget) fits before it (null = no deadline).
+    deadline: float | None = None
+    # Multi-fidelity with the budget as a parameter of each run (hpo/sweep/fidelity.py):
+    # {key: trainer.epochs, min: 4, max: 20, eta: 3} runs every configuration at the
+    # smallest budget and reruns the best 1/eta at each larger one (asynchronously);
+    # needs pruner none. null = every trial runs the config as composed.
+    fidelity: Any = None
+    # Configurations to run first (warm start), e.g. [{optimizer.lr: 0.1}]: enqueued once,
+    # when this sweep creates the study; keys are params of the space, values in range.
+    enqueue_trials: Any = None
     # Continue a study of the same name in the storage instead of failing.
     load_if_exists: bool = True
     # Liveness on a database storage (SQLite, PostgreSQL): each running trial's worker

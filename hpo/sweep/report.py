@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hpo.errors import first_line
+from hpo.sweep.fidelity import BUDGET_ATTR, RUNG_ATTR
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, running_trials
 from hpo.sweep.progress import SweepProgress
 from hpo.sweep.trial_link import LINK_KEY
@@ -156,15 +157,53 @@ def optimization_results(study: optuna.Study) -> dict[str, Any]:
                 {"number": t.number, "params": t.params, "values": t.values} for t in front
             ],
         }
+    rungs = fidelity_rungs(study)
+    extra = {"rungs": rungs} if rungs else {}
     if not complete:
-        return {"name": "optuna", "best_params": {}, "best_value": None}
+        return {"name": "optuna", "best_params": {}, "best_value": None, **extra}
+    # With multi-fidelity only top-budget runs are COMPLETE, so the best is one of them.
     best = study.best_trial
     return {
         "name": "optuna",
         "best_trial": best.number,
         "best_params": best.params,
         "best_value": best.value,
+        **extra,
     }
+
+
+def fidelity_rungs(study: optuna.Study) -> list[dict[str, Any]]:
+    """Per rung of a multi-fidelity study: budget, runs finished and failed, the best run;
+    empty for a study without rungs. Read from the trials' attributes, so it needs no
+    settings and sees every worker's runs."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    rungs: dict[int, dict[str, Any]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if RUNG_ATTR not in trial.user_attrs or trial.state == TrialState.WAITING:
+            continue
+        rung = int(trial.user_attrs[RUNG_ATTR])
+        row = rungs.setdefault(
+            rung,
+            {
+                "rung": rung,
+                "budget": trial.user_attrs.get(BUDGET_ATTR),
+                "finished": 0,
+                "failed": 0,
+                "running": 0,
+                "best_trial": None,
+                "best_value": None,
+            },
+        )
+        if trial.state == TrialState.FAIL:
+            row["failed"] += 1
+        elif trial.state == TrialState.RUNNING:
+            row["running"] += 1
+        elif trial.value is not None:
+            row["finished"] += 1
+            best = row["best_value"]
+            if best is None or (trial.value > best if maximize else trial.value < best):
+                row["best_trial"], row["best_value"] = trial.number, trial.value
+    return [rungs[r] for r in sorted(rungs)]
 
 
 def finish(
@@ -333,6 +372,19 @@ def _summary(
     elif results.get("best_value") is not None:
         table.add_row("best value", f"{results['best_value']:.5g} (trial {results['best_trial']})")
         table.add_row("best params", json.dumps(results["best_params"]))
+    for row in results.get("rungs", []):
+        best = (
+            f", best {row['best_value']:.5g} (trial {row['best_trial']})"
+            if row["best_value"] is not None
+            else ""
+        )
+        table.add_row(
+            f"rung {row['rung']} (budget {row['budget']})",
+            f"{row['finished']} run(s) finished, {row['failed']} failed, "
+            f"{row['running']} running{best}",
+        )
+    if results.get("rungs"):
+        table.add_row("", "runs below the top rung are stored PRUNED; the best is a top run")
     if parent is not None:
         table.add_row("MLflow", f"parent run {parent.run_id}, trials nested in it (link below)")
         table.add_row(

@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,7 +40,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import RunError, UsageError, exit_on_user_error, first_line
-from hpo.sweep import liveness, report
+from hpo.sweep import deadline, liveness, report
+from hpo.sweep.fidelity import PROMOTED_FROM_ATTR, RUNG_ATTR, Fidelity, carried_attrs
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, Heartbeat, Liveness
 from hpo.sweep.progress import Outcome, SweepProgress, describe, job_outcome
 from hpo.sweep.search_space import SearchSpace, parse_search_space, render_value
@@ -50,6 +52,8 @@ from hpo.urls import STORAGE_PASSWORD_ENV, SecretUrl
 log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# The MLflow `trial_state` of a multi-fidelity run that finished a budget below the top one.
+RUNG_DONE = "RUNG_DONE"
 DIRECTIONS = ("minimize", "maximize")
 # How often a worker waiting on other workers' trials looks at the study again.
 OTHERS_POLL_S = 5
@@ -82,6 +86,9 @@ class OptunaSweeperImpl(Sweeper):
         custom_search_space: str | None = None,
         check_job_config: str | None = None,
         timeout: float | None = None,
+        deadline: float | None = None,
+        fidelity: Any = None,
+        enqueue_trials: Any = None,
         load_if_exists: bool = True,
         heartbeat_interval: int = 30,
         grace_period: int = 120,
@@ -98,6 +105,9 @@ class OptunaSweeperImpl(Sweeper):
             n_jobs=n_jobs,
             max_failure_rate=max_failure_rate,
             timeout=timeout,
+            deadline=deadline,
+            fidelity=_container(fidelity),
+            enqueue_trials=_container(enqueue_trials),
             heartbeat_interval=heartbeat_interval,
             grace_period=grace_period,
             max_retry=max_retry,
@@ -145,6 +155,9 @@ class OptunaSweeperImpl(Sweeper):
         n_jobs: int,
         max_failure_rate: float,
         timeout: float | None,
+        deadline: float | None,
+        fidelity: Any,
+        enqueue_trials: Any,
         heartbeat_interval: int,
         grace_period: int,
         max_retry: int,
@@ -172,13 +185,45 @@ class OptunaSweeperImpl(Sweeper):
                 f"hydra.sweeper.max_failure_rate={max_failure_rate} must be in [0, 1]"
             )
         self.max_failure_rate = float(max_failure_rate)
-        if timeout is not None and timeout <= 0:
-            raise SweeperConfigError(
-                f"hydra.sweeper.timeout={timeout} must be > 0 seconds (or null)"
-            )
+        for name, seconds in (("timeout", timeout), ("deadline", deadline)):
+            if seconds is not None and seconds <= 0:
+                raise SweeperConfigError(
+                    f"hydra.sweeper.{name}={seconds} must be > 0 seconds (or null)"
+                )
+        self.deadline = deadline
+        self.fidelity = self._parse_fidelity(fidelity, sampler, pruner)
+        self.enqueue_trials = _trial_list(enqueue_trials)
         self.custom_search_space = self._function("custom_search_space")
         self.check_job_config = self._function("check_job_config")
         self.liveness = Liveness(heartbeat_interval, grace_period, max_retry)
+
+    def _parse_fidelity(self, node: Any, sampler: Any, pruner: Any) -> Fidelity | None:
+        if node is None:
+            return None
+        if not isinstance(node, dict):
+            raise SweeperConfigError(
+                f"hydra.sweeper.fidelity={node!r} must be a mapping such as "
+                "{key: trainer.epochs, min: 4, max: 20, eta: 3}"
+            )
+        fidelity = Fidelity.from_setting(node)
+        # Within a budget a run is whole: promotion replaces pruning, so a pruner would
+        # judge values no run reports.
+        if not str(pruner.get("_target_", "")).endswith("NopPruner"):
+            raise SweeperConfigError(
+                f"hydra.sweeper.fidelity promotes whole runs between budgets; the pruner "
+                f"{pruner.get('_target_')} would never act: add hydra/sweeper/pruner=none"
+            )
+        if len(self.directions) != 1:
+            raise SweeperConfigError(
+                "hydra.sweeper.fidelity ranks runs by one objective; a multi-objective study "
+                f"(direction={list(self.directions)}) cannot use it"
+            )
+        if str(sampler.get("_target_", "")).endswith("GridSampler"):
+            raise SweeperConfigError(
+                "hydra.sweeper.fidelity reruns promoted points, which the grid sampler "
+                "counts as grid points; use another sampler"
+            )
+        return fidelity
 
     def _function(self, setting: str) -> Any:
         """The function a `hydra.sweeper.<setting>` dotted path names, or None."""
@@ -220,6 +265,7 @@ class OptunaSweeperImpl(Sweeper):
         space = parse_search_space(
             self.params, arguments, config=self.config, group_options=self._group_options
         )
+        self._check_space_settings(space)
         self._check_first_job(space)
         if self.storage and (password := self.storage.reveal_password()):
             os.environ[STORAGE_PASSWORD_ENV] = password  # before any launcher process starts
@@ -315,6 +361,9 @@ class OptunaSweeperImpl(Sweeper):
             overrides += [
                 f"{k}={render_value(v)}" for k, v in trial.params.items() if k not in values
             ]
+        run = self._fidelity_run(study, trial)
+        if run.budget is not None:
+            overrides.append(cast(Fidelity, self.fidelity).override(run.budget))
         shown = " ".join(overrides)
         if self._takes_part():
             link = TrialLink(
@@ -326,16 +375,43 @@ class OptunaSweeperImpl(Sweeper):
                 pruner=cast(dict[str, Any], OmegaConf.to_container(self.pruner_cfg, resolve=True)),
                 retry_of=retry_of,
                 retry_of_run_id=retried_run if retry_of is not None else None,
+                budget=run.budget,
+                rung=run.rung,
+                promoted_from=run.promoted_from,
+                promoted_from_run_id=run.promoted_from_run_id,
             )
             overrides.append(link.to_override())
         register_trial(trial)
         self._untold[trial.number] = trial
+        where = run.describe()
         if retry_of is not None:
-            log.info("Trial %d retries trial %d: %s", trial.number, retry_of, shown)
+            log.info("Trial %d%s retries trial %d: %s", trial.number, where, retry_of, shown)
             report.tag_retried_run(self.config, retried_run, trial.number)
         else:
-            log.info("Trial %d: %s", trial.number, shown)
+            log.info("Trial %d%s: %s", trial.number, where, shown)
         return trial, overrides
+
+    def _fidelity_run(self, study: optuna.Study, trial: optuna.Trial) -> FidelityRun:
+        """The rung and budget of a new trial (multi-fidelity), marking a new configuration
+        as rung 0; a promotion or a retry brings its own in its user attributes."""
+        if self.fidelity is None:
+            return FidelityRun()
+        if RUNG_ATTR not in trial.user_attrs:
+            for key, value in self.fidelity.start_attrs(trial.number).items():
+                trial.set_user_attr(key, value)
+        rung = min(self.fidelity.rung_of(trial), self.fidelity.top)
+        promoted_from = trial.user_attrs.get(PROMOTED_FROM_ATTR)
+        promoted_run = None
+        if promoted_from is not None:
+            earlier = study.get_trials(deepcopy=False)[int(promoted_from)]
+            promoted_run = earlier.user_attrs.get(RUN_ID_ATTR)
+        return FidelityRun(
+            budget=self.fidelity.budgets[rung],
+            rung=rung,
+            top=self.fidelity.top,
+            promoted_from=None if promoted_from is None else int(promoted_from),
+            promoted_from_run_id=promoted_run,
+        )
 
     def _launch(self, trial: optuna.Trial, overrides: Sequence[str]) -> JobReturn:
         assert self.launcher is not None
@@ -356,7 +432,14 @@ class OptunaSweeperImpl(Sweeper):
     ) -> None:
         outcome = job_outcome(result, len(self.directions))
         self._untold.pop(trial.number, None)
-        if not _record_outcome(study, trial, outcome):
+        # A run below the top budget is stored PRUNED with its value at step = budget
+        # (hpo/sweep/fidelity.py says why); a top-budget run is COMPLETE as usual.
+        step = None
+        if self.fidelity is not None and outcome.state == TrialState.COMPLETE:
+            rung = min(self.fidelity.rung_of(trial), self.fidelity.top)
+            if rung < self.fidelity.top:
+                step = self.fidelity.step(rung)
+        if not _record_outcome(study, trial, outcome, step):
             # Another worker saw no heartbeat for longer than grace_period (this worker was
             # stalled or cut off from the storage) and failed the trial; its retry runs the
             # same params. Nothing of this result is written: not the value, the state, the
@@ -373,9 +456,12 @@ class OptunaSweeperImpl(Sweeper):
             return
         if outcome.error:
             progress.errors[trial.number] = outcome.error
-        progress.told[trial.number] = outcome.state
-        report.tag_child_run(self.config, study.study_name, trial.number, outcome.state.name)
-        log.info("Trial %d %s %s", trial.number, outcome.state.name, describe(outcome))
+        state = TrialState.PRUNED if step is not None else outcome.state
+        progress.told[trial.number] = state
+        # The MLflow tag says what happened: a lower rung's run finished its whole budget.
+        shown = RUNG_DONE if step is not None else outcome.state.name
+        report.tag_child_run(self.config, study.study_name, trial.number, shown)
+        log.info("Trial %d %s %s", trial.number, shown, describe(outcome))
 
     # --- policies -------------------------------------------------------------------------
 
@@ -388,7 +474,53 @@ class OptunaSweeperImpl(Sweeper):
             if running == 0:
                 log.info("timeout of %.0f s reached: no new trials", self.timeout)
             return False
-        return not self._too_many_failures(progress)
+        if self._too_many_failures(progress):
+            return False
+        if self.fidelity is None and self.deadline is None:
+            return True
+        return self._plan_next_run(study, progress, running)
+
+    def _plan_next_run(self, study: optuna.Study, progress: SweepProgress, running: int) -> bool:
+        """Choose what the next `ask` gets, within the deadline: the oldest queued trial,
+        else a due promotion (enqueued here, highest rung first), else a new configuration
+        at the smallest budget. False when that does not fit before the deadline."""
+        trials = study.get_trials(deepcopy=False)
+        elapsed = progress.seconds()
+
+        def expected(budget: float | None) -> float | None:
+            return deadline.expected_seconds(trials, budget, self._budget_of)
+
+        def fits(budget: float | None) -> bool:
+            return deadline.fits(expected(budget), elapsed, self.deadline)
+
+        waiting = [t for t in trials if t.state == TrialState.WAITING]
+        if waiting:  # `ask` pops the oldest queued trial (warm start, retry, promotion)
+            budget = self._budget_of(waiting[0])
+        else:
+            if self.fidelity is not None:
+                maximize = self.directions[0] == "maximize"
+                promotion = self.fidelity.promotion(trials, maximize, fits)
+                if promotion is not None:
+                    study.enqueue_trial(promotion.params, user_attrs=promotion.user_attrs)
+                    return True
+            budget = self.fidelity.budgets[0] if self.fidelity is not None else None
+        if fits(budget):
+            return True
+        if running == 0:
+            what = f"a run at {self.fidelity.key}={budget}" if self.fidelity else "a trial"
+            log.info(
+                "deadline of %.4g s: %s takes about %.0f s and %.0f s are left; no new runs",
+                self.deadline,
+                what,
+                expected(budget) or 0.0,
+                max(0.0, (self.deadline or 0.0) - elapsed),
+            )
+        return False
+
+    def _budget_of(self, trial: FrozenTrial) -> float | None:
+        if self.fidelity is None:
+            return None
+        return self.fidelity.budgets[min(self.fidelity.rung_of(trial), self.fidelity.top)]
 
     def _others_may_fail(self, study: optuna.Study, progress: SweepProgress) -> bool:
         """True when the study is short of `n_trials` only because of other workers' running
@@ -470,6 +602,10 @@ class OptunaSweeperImpl(Sweeper):
                 "original direction"
             )
         self.rdb = storage if isinstance(storage, RDBStorage) else None
+        if created and self.enqueue_trials:
+            for params in self.enqueue_trials:
+                study.enqueue_trial(params, user_attrs={"warm_start": True}, skip_if_exists=True)
+            log.info("Enqueued %d warm-start trial(s) to run first", len(self.enqueue_trials))
         return study, created
 
     def _sampler(self, space: SearchSpace, created: bool) -> optuna.samplers.BaseSampler:
@@ -489,19 +625,51 @@ class OptunaSweeperImpl(Sweeper):
             log.info("sampler seed %d (study seed %d, this worker's own)", own, seed)
         return cast(optuna.samplers.BaseSampler, instantiate(self.sampler_cfg, **sampler_kwargs))
 
+    def _check_space_settings(self, space: SearchSpace) -> None:
+        """The fidelity key and the warm-start trials against the parsed space.
+
+        Raises:
+            SweeperConfigError: the fidelity key is also swept or fixed by the space, or a
+                warm-start trial names a param the space has not, or a value outside it.
+        """
+        if self.fidelity is not None:
+            key = self.fidelity.key
+            if key in space.distributions or key in space.fixed:
+                raise SweeperConfigError(
+                    f"hydra.sweeper.fidelity.key={key} is also in the search space; the "
+                    "budget is set by the sweeper for each run: remove it from the params"
+                )
+        for i, params in enumerate(self.enqueue_trials):
+            unknown = sorted(set(params) - set(space.distributions))
+            missing = sorted(set(space.distributions) - set(params))
+            if unknown:
+                raise SweeperConfigError(
+                    f"hydra.sweeper.enqueue_trials[{i}] names {unknown}, not sampled params of "
+                    f"the space ({sorted(space.distributions)})"
+                )
+            if missing:
+                log.info("enqueue_trials[%d] leaves %s to the sampler", i, missing)
+            for key, value in params.items():
+                if not _in_distribution(space.distributions[key], value):
+                    raise SweeperConfigError(
+                        f"hydra.sweeper.enqueue_trials[{i}].{key}={value!r} is outside the "
+                        f"space's {space.distributions[key]}"
+                    )
+
     def _check_first_job(self, space: SearchSpace) -> None:
         """Compose the config of a job at the space's first point and run the app's check
-        (`check_job_config`) on it, before the study is opened or any trial asked.
+        (`check_job_config`, if set) on it, before the study is opened or any trial asked:
+        an override that does not compose would fail every trial.
 
         Raises:
             SweeperConfigError: the overrides do not compose, or the objective names as many
                 metrics as `direction` has not.
             UsageError: whatever the app's check raises for a wrong config.
         """
-        if self.check_job_config is None:
-            return
         assert self.config is not None and self.hydra_context is not None
         overrides = space.to_overrides(space.first_point())
+        if self.fidelity is not None:  # a wrong fidelity key fails here, before any run
+            overrides.append(self.fidelity.override(self.fidelity.budgets[0]))
         try:
             job = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         except (ConfigCompositionException, OmegaConfBaseException) as exc:
@@ -513,6 +681,8 @@ class OptunaSweeperImpl(Sweeper):
                 f"the search space does not compose into a job config ({why}); "
                 f"overrides: {' '.join(overrides)}"
             ) from exc
+        if self.check_job_config is None:
+            return  # composing was the whole check
         with read_write(job), open_dict(job):
             del job["hydra"]  # as Hydra hands the config to a job
         objectives = self.check_job_config(job)
@@ -552,9 +722,14 @@ class OptunaSweeperImpl(Sweeper):
         return self.n_jobs
 
 
-def _record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) -> bool:
+def _record_outcome(
+    study: optuna.Study, trial: optuna.Trial, outcome: Outcome, step: int | None = None
+) -> bool:
     """Write a finished job's error and state to its trial; False when the trial had
     already been finished by another worker (then nothing is written).
+
+    With `step` (a multi-fidelity run below the top budget), a complete job's value is
+    reported at that step and the trial told PRUNED, which makes it the trial's value.
 
     The state is read first and every write is guarded as well: another worker may fail the
     trial as stale between the read and a write (Optuna then raises
@@ -566,7 +741,11 @@ def _record_outcome(study: optuna.Study, trial: optuna.Trial, outcome: Outcome) 
     try:
         if outcome.error:
             trial.set_user_attr("error", outcome.error[:2000])
-        _tell_without_stop(study, trial, values, outcome.state if values is None else None)
+        if step is not None and values is not None:
+            trial.report(float(cast(float, values)), step=step)
+            _tell_without_stop(study, trial, None, TrialState.PRUNED)
+        else:
+            _tell_without_stop(study, trial, values, outcome.state if values is None else None)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
         # A ValueError from `tell` is "Cannot tell a FAIL trial" when the state changed
         # since the read; any other one is a bug and must surface.
@@ -610,8 +789,57 @@ def _requeue(study: optuna.Study, trials: Sequence[Any], why: str) -> None:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # failed as stale by another worker just now
         if trial.params:
-            study.enqueue_trial(dict(trial.params), user_attrs={"requeued_from": number})
+            attrs = {**carried_attrs(trial.user_attrs), "requeued_from": number}
+            study.enqueue_trial(dict(trial.params), user_attrs=attrs)
         log.warning("trial %d %s: marked FAIL, its params queued to run again", number, why)
+
+
+@dataclass(frozen=True)
+class FidelityRun:
+    """Where a run stands in multi-fidelity (all None without it)."""
+
+    budget: float | None = None
+    rung: int | None = None
+    top: int | None = None
+    promoted_from: int | None = None
+    promoted_from_run_id: str | None = None
+
+    def describe(self) -> str:
+        if self.rung is None:
+            return ""
+        since = (
+            f", promoted from trial {self.promoted_from}" if self.promoted_from is not None else ""
+        )
+        return f" (rung {self.rung} of {self.top}{since})"
+
+
+def _container(node: Any) -> Any:
+    """A config node as plain Python (dicts, lists), anything else unchanged."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def _trial_list(node: Any) -> list[dict[str, Any]]:
+    """`enqueue_trials` as a list of param dicts."""
+    if node is None:
+        return []
+    if not isinstance(node, list) or not all(isinstance(p, dict) for p in node):
+        raise SweeperConfigError(
+            f"hydra.sweeper.enqueue_trials={node!r} must be a list of param mappings, "
+            "e.g. [{optimizer.lr: 0.1, optimizer.weight_decay: 0.0005}]"
+        )
+    return [{str(k): v for k, v in p.items()} for p in node]
+
+
+def _in_distribution(dist: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    """Whether `value` is a point of `dist` (public fields only)."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return value in dist.choices
+    numeric = (optuna.distributions.FloatDistribution, optuna.distributions.IntDistribution)
+    if isinstance(dist, numeric):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        return bool(dist.low <= value <= dist.high)
+    return True
 
 
 def _without_storage_password(config: DictConfig, storage: SecretUrl | None) -> DictConfig:

@@ -80,6 +80,14 @@ class TrialLink:
     # number and its (KILLED) MLflow run, so the new run links back to it.
     retry_of: int | None = None
     retry_of_run_id: str | None = None
+    # Multi-fidelity (`hydra.sweeper.fidelity`): this run's budget and rung, and the run of
+    # the same configuration one rung lower that it was promoted from. A run with a rung
+    # reports nothing per epoch: promotion judges whole runs, and the sweeper records
+    # the value at the end.
+    budget: Any = None  # int or float, as the fidelity's min and max are
+    rung: int | None = None
+    promoted_from: int | None = None
+    promoted_from_run_id: str | None = None
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> TrialLink | None:
@@ -111,6 +119,13 @@ class TrialLink:
             tags["retry_of_trial"] = str(self.retry_of)
         if self.retry_of_run_id:
             tags["retry_of_run_id"] = self.retry_of_run_id
+        if self.rung is not None:
+            tags["fidelity_rung"] = str(self.rung)
+            tags["fidelity_budget"] = render_value(self.budget)
+        if self.promoted_from is not None:
+            tags["promoted_from_trial"] = str(self.promoted_from)
+        if self.promoted_from_run_id:
+            tags["promoted_from_run_id"] = self.promoted_from_run_id
         return tags
 
 
@@ -120,8 +135,8 @@ class TrialReporter:
     def __init__(self, link: TrialLink) -> None:
         self.link = link
         self.trial = _find_trial(link)
-        # Optuna prunes single-objective studies only.
-        self.enabled = len(self.trial.study.directions) == 1
+        # Optuna prunes single-objective studies only; a multi-fidelity run is judged whole.
+        self.enabled = len(self.trial.study.directions) == 1 and link.rung is None
 
     def record_run(self, run_id: str) -> None:
         """Store the trial's MLflow run id on the trial: if its worker dies, the worker that

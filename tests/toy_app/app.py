@@ -44,6 +44,9 @@ def run(cfg: DictConfig) -> float:
     value = objective(float(cfg.x), int(cfg.y))
     if reporter is not None and cfg.record_run_id:
         reporter.record_run(f"toy-run-{reporter.link.trial_number}")
+    if reporter is not None and reporter.link.rung is not None:
+        # The budget the job was given, for the tests of multi-fidelity.
+        reporter.trial.set_user_attr("toy_steps", int(cfg.steps))
     for step in range(1, int(cfg.steps) + 1):
         if cfg.sleep:
             time.sleep(float(cfg.sleep))
@@ -58,6 +61,8 @@ def run(cfg: DictConfig) -> float:
         raise UsageError("toy.unknown_key is not a setting (outcome=usage)")
     if cfg.outcome == "nonfinite":
         return math.nan
+    if cfg.short_run_bonus:  # a short run that looks better than a long one
+        return value - float(cfg.short_run_bonus) / max(int(cfg.steps), 1)
     return value
 
 
@@ -70,7 +75,9 @@ if __name__ == "__main__":
     main()
 
 
-KNOWN_KEYS = frozenset({"x", "y", "steps", "sleep", "outcome", "fail_above", "record_run_id"})
+KNOWN_KEYS = frozenset(
+    {"x", "y", "steps", "sleep", "outcome", "fail_above", "record_run_id", "short_run_bonus"}
+)
 
 
 def check(cfg: DictConfig) -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from toy_app import app as toy
+from toy_app.harness import ToySweep
 
 from hpo.sweep import sweeper as sweeper_module
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, orphan_trials, running_trials
@@ -37,39 +38,6 @@ SPACE = {
     "x": optuna.distributions.FloatDistribution(-1.0, 1.0),
     "y": optuna.distributions.IntDistribution(0, 3),
 }
-
-
-class ToySweep:
-    """`python tests/toy_app/app.py -m` in this process, with its study in tmp_path."""
-
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.tmp, self.monkeypatch = tmp_path, monkeypatch
-        self.storage = f"sqlite:///{tmp_path}/optuna.db"
-        self.name = "toy-rules"
-
-    def args(self, *extra: str, n_trials: int = 3) -> list[str]:
-        return [
-            "-m",
-            f"hydra.sweeper.storage={self.storage}",
-            f"hydra.sweeper.study_name={self.name}",
-            f"hydra.sweeper.n_trials={n_trials}",
-            f"hydra.sweep.dir={self.tmp}/multirun",
-            *extra,
-        ]
-
-    def run(self, *extra: str, n_trials: int = 3) -> int:
-        return run_hydra_main(self.monkeypatch, toy.main, *self.args(*extra, n_trials=n_trials))
-
-    def study(self) -> optuna.Study:
-        return optuna.load_study(study_name=self.name, storage=self.storage)
-
-    def states(self) -> list[TrialState]:
-        return [t.state for t in self.study().trials]
-
-
-@pytest.fixture
-def toy_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ToySweep:
-    return ToySweep(tmp_path, monkeypatch)
 
 
 def _output(capfd: pytest.CaptureFixture[str]) -> str:
