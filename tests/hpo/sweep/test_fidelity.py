@@ -11,6 +11,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from toy_app.harness import ToySweep
 
+from hpo.sweep import sweeper as sweeper_module
 from hpo.sweep.fidelity import (
     BUDGET_ATTR,
     CONFIG_ATTR,
@@ -248,3 +249,15 @@ def test_warm_start_trials_run_first_and_once(toy_sweep) -> None:
 def test_bad_warm_start_trials_are_usage_errors(toy_sweep, capfd, trials, message) -> None:
     assert toy_sweep.run(f"hydra.sweeper.enqueue_trials={trials}") == 2
     assert message in _said(capfd)
+
+
+def test_an_interrupted_run_is_queued_again_at_its_own_rung() -> None:
+    study = optuna.create_study()
+    trial = study.ask(X)
+    promoted = {RUNG_ATTR: 1, BUDGET_ATTR: 3, CONFIG_ATTR: 0, PROMOTED_FROM_ATTR: 0}
+    for key, value in {**promoted, "worker": "gone"}.items():
+        trial.set_user_attr(key, value)
+    sweeper_module._requeue(study, [trial], why="was interrupted")
+    again = study.ask(X)  # the next worker to ask runs it: same params, same rung
+    assert again.params == trial.params
+    assert again.user_attrs == {**promoted, "requeued_from": trial.number}

@@ -74,6 +74,32 @@ def test_a_job_in_another_process_reports_through_the_storage(tmp_path) -> None:
     assert stored.user_attrs[RUN_ID_ATTR] == "run-123"
 
 
+def test_a_multi_fidelity_run_is_tagged_and_reports_nothing_per_epoch(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    study = optuna.create_study(study_name="mf", storage=url, direction="maximize")
+    trial = study.ask({"x": FloatDistribution(0.0, 1.0)})
+    link = TrialLink(
+        study_name="mf",
+        storage=url,
+        trial_number=trial.number,
+        pruner={"_target_": "optuna.pruners.ThresholdPruner", "lower": 0.5},
+        budget=7,
+        rung=1,
+        promoted_from=3,
+        promoted_from_run_id="run-3",
+    )
+    assert link.tags == {
+        "study_name": "mf",
+        "trial_number": str(trial.number),
+        "fidelity_rung": "1",
+        "fidelity_budget": "7",
+        "promoted_from_trial": "3",
+        "promoted_from_run_id": "run-3",
+    }
+    TrialReporter(link).report(1, 0.1)  # a pruner would stop this value; a rung run goes on
+    assert optuna.load_study(study_name="mf", storage=url).trials[0].intermediate_values == {}
+
+
 class _OpenedError(Exception):
     """Stands for the connection a test does not make."""
 
