@@ -56,10 +56,15 @@ def test_debug_tiny_shrinks_the_run_and_keeps_its_recipe_and_search(
         assert tiny[group] == full[group], group
     for key in ("label_smoothing", "tta", "ema", "no_decay_norm_bias", "precision"):
         assert tiny.trainer[key] == full.trainer[key], key
-    # The search is the same but for its study: a debug study never joins the real one.
+    # The search is the same but for its study (a debug study never joins the real one)
+    # and its multi-fidelity rungs, which shrink with the epochs (1 and 2).
     sweeper, tiny_sweeper = dict(full.hydra.sweeper), dict(tiny.hydra.sweeper)
     name, tiny_name = sweeper.pop("study_name", None), tiny_sweeper.pop("study_name", None)
+    fidelity, tiny_fidelity = sweeper.pop("fidelity", None), tiny_sweeper.pop("fidelity", None)
     assert tiny_sweeper == sweeper
+    if fidelity is not None:
+        assert tiny_fidelity.key == fidelity.key and tiny_fidelity.max == tiny.trainer.epochs
+        assert tiny_fidelity.min < tiny_fidelity.max
     if name is not None:
         assert tiny_name == f"{name}-synthetic"
 

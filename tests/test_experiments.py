@@ -16,6 +16,7 @@ import optuna
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra_cli import run_train_cli
+from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
@@ -23,7 +24,6 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.trial import TrialState
 
 from hpo.schema import register_configs
 from hpo.sweep.search_space import parse_search_space
@@ -53,6 +53,18 @@ def test_experiment_sets_the_recipe_and_replaces_the_whole_search_space(experime
     # The default CNN space (model.depth, model.width, ...) must not leak in: those keys do
     # not exist on this model.
     assert all(not key.startswith("model.") for key in cfg.hydra.sweeper.params)
+
+
+def test_the_quick_search_is_a_tpe_search_that_starts_from_its_recipe() -> None:
+    cfg = _compose("experiment=quick")
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+    assert isinstance(sweeper, dict)
+    assert sweeper["sampler"]["n_startup_trials"] < sweeper["n_trials"]
+    recipe = {
+        "optimizer.lr": cfg.optimizer.lr,
+        "optimizer.weight_decay": cfg.optimizer.weight_decay,
+    }
+    assert sweeper["enqueue_trials"] == [recipe]
 
 
 @pytest.mark.parametrize("space", SPACES, ids=lambda path: path.stem)
@@ -98,13 +110,21 @@ def test_the_configs_epochs_reach_the_sweeps_trials(select: str, defines_epochs:
     assert trial.trainer.epochs == expected
 
 
+# quick: whole trials, each reporting its two epochs (no pruner acts on them). accuracy:
+# multi-fidelity, shrunk by conf/debug/experiment/tiny_accuracy.yaml to rungs of 1 and 2
+# epochs: two 1-epoch runs, then the better one again at 2 epochs, the only COMPLETE run.
 @pytest.mark.parametrize(
-    ("experiment", "pruner"),
-    [("quick", "NopPruner"), ("accuracy", "SuccessiveHalvingPruner")],
+    ("experiment", "n_trials", "states", "epochs"),
+    [
+        ("quick", 2, ["COMPLETE", "COMPLETE"], [2, 2]),
+        ("accuracy", 3, ["PRUNED", "PRUNED", "COMPLETE"], [1, 1, 2]),
+    ],
 )
 def test_experiment_search_runs(
     experiment: str,
-    pruner: str,
+    n_trials: int,
+    states: list[str],
+    epochs: list[int],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capfd: pytest.CaptureFixture[str],
@@ -115,18 +135,37 @@ def test_experiment_search_runs(
         "-m",
         f"experiment={experiment}",
         "debug=tiny",
-        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.n_trials={n_trials}",
         f"hydra.sweeper.storage={storage}",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"hydra.sweep.dir={tmp_path}/multirun",
     )
     output = "".join(capfd.readouterr())
     assert code == 0, output
-    assert f"pruner {pruner}," in output
+    assert "pruner NopPruner," in output
     assert "Training" in output and "<models.AirbenchNet>" in output
     # debug=tiny's synthetic data keeps the search out of the real study.
     assert optuna.get_all_study_names(storage) == [f"fmnist-{experiment}-synthetic"]
     study = optuna.load_study(study_name=f"fmnist-{experiment}-synthetic", storage=storage)
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
-    assert all("optimizer.lr" in t.params for t in study.trials)
-    assert all(sorted(t.intermediate_values) == [1, 2] for t in study.trials)
+    trials = study.trials
+    assert [t.state.name for t in trials] == states
+    # Trial 0 is the recipe's defaults (warm start).
+    assert trials[0].params["optimizer.lr"] == 0.1
+    assert trials[0].params["optimizer.weight_decay"] == 0.0005
+    # Each trial's MLflow run trained the epochs of its budget.
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment_id = client.get_experiment_by_name("fashion-mnist").experiment_id
+    runs = sorted(
+        (r for r in client.search_runs([experiment_id]) if "trial_number" in r.data.tags),
+        key=lambda r: int(r.data.tags["trial_number"]),
+    )
+    assert [int(r.data.params["trainer.epochs"]) for r in runs] == epochs
+    if experiment == "quick":
+        assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
+    else:
+        better = max(trials[:2], key=lambda t: t.value)
+        assert trials[2].params == better.params
+        assert trials[2].user_attrs["fidelity_promoted_from"] == better.number
+        assert study.best_trial.number == 2
+        tags = runs[2].data.tags
+        assert (tags["fidelity_rung"], tags["promoted_from_trial"]) == ("1", str(better.number))
