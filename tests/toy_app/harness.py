@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -37,3 +39,24 @@ class ToySweep:
 
     def states(self) -> list[TrialState]:
         return [t.state for t in self.study().trials]
+
+
+TOY_APP = Path(__file__).resolve().parent / "app.py"
+
+
+def run_worker_processes(tmp_path: Path, *args: str, workers: int = 2) -> list[str]:
+    """Start `workers` sweep processes of the toy task with `args` at once (as `make worker`
+    on several hosts would) and wait for them; their outputs. Each fails the test unless
+    it exits 0."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(TOY_APP), "-m", *args, f"hydra.sweep.dir={tmp_path}/out-{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(workers)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0] * workers, outputs
+    return outputs

@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
-from toy_app.harness import ToySweep
+from toy_app.harness import ToySweep, run_worker_processes
 
 from hpo.sweep import sweeper as sweeper_module
 from hpo.sweep.fidelity import (
@@ -21,6 +21,7 @@ from hpo.sweep.fidelity import (
     FidelityConfigError,
     carried_attrs,
 )
+from hpo.sweep.liveness import WORKER_ATTR
 
 # --- the rungs ----------------------------------------------------------------------------
 
@@ -261,3 +262,25 @@ def test_an_interrupted_run_is_queued_again_at_its_own_rung() -> None:
     again = study.ask(X)  # the next worker to ask runs it: same params, same rung
     assert again.params == trial.params
     assert again.user_attrs == {**promoted, "requeued_from": trial.number}
+
+
+def test_two_worker_processes_promote_in_one_study(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    run_worker_processes(
+        tmp_path,
+        "sleep=0.05",
+        *FIDELITY_ARGS,
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=shared",
+        "hydra.sweeper.n_trials=12",
+    )
+    trials = optuna.load_study(study_name="shared", storage=storage).trials
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both ran runs
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    promoted = [t for t in trials if t.user_attrs[RUNG_ATTR] > 0]
+    assert promoted, "a promotion enqueued by either worker ran"
+    for t in promoted:  # whichever worker ran it, it reran its configuration one rung up
+        earlier = trials[t.user_attrs[PROMOTED_FROM_ATTR]]
+        assert earlier.params == t.params
+        assert earlier.user_attrs[RUNG_ATTR] == t.user_attrs[RUNG_ATTR] - 1
+        assert t.user_attrs["toy_steps"] == FIDELITY.budgets[t.user_attrs[RUNG_ATTR]]

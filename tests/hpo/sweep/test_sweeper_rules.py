@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from toy_app import app as toy
-from toy_app.harness import ToySweep
+from toy_app.harness import ToySweep, run_worker_processes
 
 from hpo.sweep import sweeper as sweeper_module
 from hpo.sweep.liveness import RUN_ID_ATTR, WORKER_ATTR, orphan_trials, running_trials
@@ -388,26 +388,13 @@ def test_a_trial_failed_between_the_check_and_a_write_is_dropped(tmp_path, monke
 
 def test_two_worker_processes_share_one_study(tmp_path) -> None:
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    common = [
-        sys.executable,
-        str(TOY_APP),
-        "-m",
+    outputs = run_worker_processes(
+        tmp_path,
         "sleep=0.2",
         f"hydra.sweeper.storage={storage}",
         "hydra.sweeper.study_name=shared",
         "hydra.sweeper.n_trials=8",
-    ]
-    workers = [
-        subprocess.Popen(
-            [*common, f"hydra.sweep.dir={tmp_path}/out-{i}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    outputs = [w.communicate(timeout=120)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    )
     study = optuna.load_study(study_name="shared", storage=storage)
     finished = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     # Both ask before either sees the other's trial: the study may end one trial over.
