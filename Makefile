@@ -8,7 +8,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install data sweep worker best-eval predict train test test-fast test-slow lint format ui dashboard services services-stop bench clean
+.PHONY: help install data sweep worker best-eval predict train test test-fast test-slow check-system lint format ui dashboard services services-stop bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -66,10 +66,14 @@ format: install ## Apply ruff's fixes and formatting
 test-fast: install ## Fast tests only (synthetic data, a few minutes)
 	$(PY) -m pytest -m "not slow" -q
 
-test-slow: data ## Slow end-to-end tests on the real data
+# PostgreSQL and Chromium, which only the slow tests need: one message at once, not failures late.
+check-system: install
+	@$(PY) tests/system_check.py
+
+test-slow: data check-system ## Slow end-to-end tests on the real data (needs postgresql, chromium)
 	$(PY) -m pytest -m slow -q
 
-test: lint test-fast test-slow ## Everything CI runs: lint, fast tests, slow tests
+test: check-system lint test-fast test-slow ## Everything CI runs: lint, fast tests, slow tests
 
 ui: install ## MLflow UI for the project's tracking store on http://127.0.0.1:5000 (prints the runs link)
 	@$(PY) -m hpo.tracking.ui tracking.uri=sqlite:///$(CURDIR)/mlflow.db

@@ -10,7 +10,6 @@ download its own browser here.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import system_check
 from hydra_cli import run_train_cli
 from ports import free_port
 
@@ -33,7 +33,7 @@ WAIT_MS = 60_000
 
 
 def _chromium() -> str:
-    path = shutil.which("chromium")
+    path = system_check.chromium()
     if path is None:
         pytest.fail(
             "Chromium not found on PATH: this test drives Debian's Chromium through "

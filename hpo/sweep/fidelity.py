@@ -11,9 +11,11 @@ Every run is one Optuna trial. The rung and budget travel in the trial's user at
 (set when a promotion is enqueued, copied by Optuna's retry of a lost trial), so any
 worker may run any queued promotion. Reading the study and enqueueing are two storage
 calls: two workers deciding in the same instant may both enqueue one promotion, which then
-runs twice at that rung (a run's cost, never a wrong result). A run below the top budget is told as PRUNED with its
-value reported at step = its budget: Optuna's state for "stopped before the full budget".
-That gives three things without a rule of our own:
+runs twice at that rung (a run's cost, never a wrong result).
+
+A run below the top budget is told as PRUNED with its value reported at step = its budget:
+Optuna's state for "stopped before the full budget". That gives three things without a
+rule of our own:
 - `study.best_trial`, `optimization_results.yaml`, the report and best-eval see only
   top-budget runs (the COMPLETE ones);
 - TPE ranks a pruned trial below every complete one and, among pruned ones, by the step
