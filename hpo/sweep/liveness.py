@@ -77,6 +77,15 @@ def orphan_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in trials if WORKER_ATTR not in t.user_attrs]
 
 
+@contextmanager
+def chosen_experimental() -> Iterator[None]:
+    """Optuna's heartbeats and stale-trial retries are experimental; this project chose them
+    on purpose (they bring back a killed worker's trial), so their warnings are not shown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def worker_name() -> str:
     """This process as `host:pid`: what a trial's `worker` attr and the logs show."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -87,11 +96,13 @@ def stale_trial_callback(
 ) -> Callable[[optuna.Study, FrozenTrial], None]:
     """What happens to a trial whose worker stopped beating: `on_stale` (close its MLflow
     run), then Optuna's retry callback queues its params again, up to `max_retry` times."""
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=liveness.max_retry)
+    with chosen_experimental():
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=liveness.max_retry)
 
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         owner = trial.user_attrs.get(WORKER_ATTR, "an unknown worker")
-        retries = len(RetryHeartbeatStaleTrialCallback.retry_history(trial))
+        with chosen_experimental():
+            retries = len(RetryHeartbeatStaleTrialCallback.retry_history(trial))
         again = retries < liveness.max_retry
         log.warning(
             "trial %d (run by %s) sent no heartbeat for over %d s: marked FAIL; %s",
@@ -112,8 +123,7 @@ def stale_trial_callback(
 
 def fail_stale(study: optuna.Study) -> None:
     """Fail the study's trials whose worker is gone (a no-op without heartbeats)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with chosen_experimental():
         fail_stale_trials(study)
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from hpo.errors import RunError, first_line
 from hpo.paths import sqlite_database
+from hpo.sweep.liveness import chosen_experimental
 from hpo.urls import SecretUrl
 
 log = logging.getLogger(__name__)
@@ -70,13 +71,14 @@ def open_storage(
         engine_kwargs = {"pool_pre_ping": True}
     for attempt in range(1, _CREATE_ATTEMPTS + 1):
         try:
-            return RDBStorage(
-                url.reveal(),  # the driver connects: the one place that sees the password
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                heartbeat_stale_trial_callback=on_stale,
-            )
+            with chosen_experimental():  # heartbeats
+                return RDBStorage(
+                    url.reveal(),  # the driver connects: the one place that sees the password
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=on_stale,
+                )
         except DBAPIError as exc:
             if attempt < _CREATE_ATTEMPTS and _is_creation_race(exc):
                 log.info("another worker is creating the storage's tables; trying again")

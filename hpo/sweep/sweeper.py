@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -873,8 +872,7 @@ def _state(study: optuna.Study, number: int) -> TrialState:
 def _retried_trial_number(study: optuna.Study, number: int) -> int | None:
     """The first trial whose params this one runs again (Optuna's retry callback), or None."""
     frozen = study.get_trials(deepcopy=False)[number]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with liveness.chosen_experimental():
         return RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
 
 
