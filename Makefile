@@ -82,8 +82,7 @@ ui: install ## MLflow UI for the project's tracking store on http://127.0.0.1:50
 # The default sweep's storage (conf/hydra/sweeper/optuna.yaml); STORAGE= picks another.
 dashboard: STORAGE ?= sqlite:///$(CURDIR)/optuna.db
 dashboard: install ## Optuna dashboard for the study storage on http://127.0.0.1:8080 (STORAGE=)
-	@echo "Optuna dashboard on http://127.0.0.1:8080 (Ctrl-C stops it)"
-	@$(VENV)/bin/optuna-dashboard '$(STORAGE)' --host 127.0.0.1 --port 8080
+	@$(PY) -m hpo.sweep.dashboard '$(STORAGE)' --host 127.0.0.1 --port 8080
 
 services: install ## Start local PostgreSQL + MLflow server in .services/ (HOST=0.0.0.0 opens them)
 	$(PY) -m hpo.services start $(if $(HOST),--host $(HOST))

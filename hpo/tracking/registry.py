@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from hpo.paths import PROJECT_ROOT
+from hpo.paths import PROJECT_ROOT, sqlite_database
 from hpo.tracking.runs import tracking_client
 from hpo.urls import SecretUrl
 
@@ -121,6 +121,13 @@ def champion_version(client: MlflowClient, name: str) -> Any | None:
 def load_champion(tracking_uri: SecretUrl | str, name: str) -> torch.nn.Module:
     """The champion model: float32 (N, 1, 28, 28) raw pixels 0-255 in, (N, 10) logits out."""
     tracking_uri = SecretUrl(tracking_uri)
+    database = sqlite_database(tracking_uri)
+    if database is not None and not database.exists():
+        # MLflow would create an empty store just to find it holds no model.
+        raise LookupError(
+            f"no tracking store at {database} (so no model {name!r}); "
+            "run `make sweep`, then `make best-eval` first"
+        )
     mlflow.set_tracking_uri(tracking_uri.reveal())
     client = tracking_client(tracking_uri)
     if champion_version(client, name) is None:

@@ -11,7 +11,7 @@ from PIL import Image
 from data import CLASS_NAMES
 from hpo.retest import predict
 from hpo.tracking.registry import register
-from hpo.tracking.runs import open_run
+from hpo.tracking.runs import open_run, tracking_client
 from hpo.tracking.settings import TrackingSettings
 from models import RawPixelClassifier
 
@@ -56,7 +56,18 @@ def test_predict_without_champion_says_run_best_eval(tmp_path, capsys) -> None:
     Image.new("L", (28, 28)).save(tmp_path / "a.png")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert predict.main([str(tmp_path / "a.png"), "--tracking-uri", uri]) == 1
-    assert "run `make best-eval` first" in capsys.readouterr().err
+    assert "run `make sweep`, then `make best-eval` first" in capsys.readouterr().err
+    # Asking found nothing and made nothing: no empty tracking store left behind.
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_predict_with_a_store_but_no_champion_says_run_best_eval(tmp_path, capsys) -> None:
+    Image.new("L", (28, 28)).save(tmp_path / "a.png")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracking_client(uri).search_experiments()  # a store with no registered model
+    assert predict.main([str(tmp_path / "a.png"), "--tracking-uri", uri]) == 1
+    err = capsys.readouterr().err
+    assert "with alias 'champion'" in err and "run `make best-eval` first" in err
 
 
 def _brightness_model() -> RawPixelClassifier:
