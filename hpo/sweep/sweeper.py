@@ -526,8 +526,9 @@ class OptunaSweeperImpl(Sweeper):
         trials: if one of them dies, this worker should run its retry."""
         if self.heartbeat is None or _finished(study) >= self.n_trials:
             return False
-        if self.timeout is not None and progress.seconds() > self.timeout:
-            return False
+        for limit in (self.timeout, self.deadline):
+            if limit is not None and progress.seconds() > limit:
+                return False
         if self._too_many_failures(progress) or _running(study) == 0:
             return False
         log.info(
