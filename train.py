@@ -101,6 +101,7 @@ def train(cfg: DictConfig, overrides: tuple[str, ...] = ()) -> float | list[floa
                 val_batches,
                 num_parameters,
                 tta=settings.tta,
+                tta_translate=settings.tta_translate,
             )
     return builders.objective_values(objectives, result.best_metrics, num_parameters)
 

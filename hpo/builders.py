@@ -145,6 +145,7 @@ def optimization(
         ema=cfg.trainer.ema,
         ema_warmup_epochs=cfg.trainer.ema_warmup_epochs,
         tta=cfg.trainer.tta,
+        tta_translate=cfg.trainer.tta_translate,
     )
     return optimizer, scheduler, settings
 

@@ -37,6 +37,7 @@ class TrainerConf:
     ema: float | None = MISSING
     ema_warmup_epochs: int = MISSING
     tta: bool = MISSING
+    tta_translate: int = MISSING
     no_decay_norm_bias: bool = MISSING
 
 

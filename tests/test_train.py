@@ -190,8 +190,11 @@ def test_cli_trains_with_every_new_option_at_once(tmp_path: Path) -> None:
     assert params["scheduler._target_"] == "hpo.training.schedulers.linear_warmup"
 
 
-def test_ema_and_tta_checkpoint_reproduces_the_logged_accuracy(compose_cfg, tmp_path) -> None:
-    cfg = compose_cfg("trainer.ema=0.9", "trainer.tta=true")
+@pytest.mark.parametrize("translate", [0, 1])
+def test_ema_and_tta_checkpoint_reproduces_the_logged_accuracy(
+    compose_cfg, tmp_path, translate
+) -> None:
+    cfg = compose_cfg("trainer.ema=0.9", "trainer.tta=true", f"trainer.tta_translate={translate}")
     value = train.train(cfg)
     client, run = _only_run(cfg.tracking.uri)
     path = client.download_artifacts(run.info.run_id, recording.CHECKPOINT_ARTIFACT, str(tmp_path))
@@ -205,4 +208,6 @@ def test_ema_and_tta_checkpoint_reproduces_the_logged_accuracy(compose_cfg, tmp_
     from models import FlipTTA
 
     precision = resolve_precision(cfg.trainer.precision, torch.device("cpu"))
-    assert evaluate(FlipTTA(model), batches, precision)[1] == pytest.approx(value)
+    assert evaluate(FlipTTA(model, translate), batches, precision)[1] == pytest.approx(value)
+    if translate:  # the shifted views were what validation scored, not the flip alone
+        assert evaluate(FlipTTA(model), batches, precision)[1] != pytest.approx(value)

@@ -51,6 +51,7 @@ _ADDED_TRAINER_KEYS = {
     "ema": None,
     "ema_warmup_epochs": 0,
     "tta": False,
+    "tta_translate": 0,
     "no_decay_norm_bias": False,
 }
 
@@ -93,8 +94,13 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
         else _rebuild(record, device, precision)
     )
     if _tta(cfg, record):
-        log.info("Flip test-time augmentation on: logits averaged with the mirror image")
-        retested = replace(retested, model=FlipTTA(retested.model), tta=True)
+        # The trial's own views: the mirror image, and the shifted images if it used them.
+        translate = int(OmegaConf.select(record.config, "trainer.tta_translate", default=0))
+        log.info(
+            "Test-time augmentation on: logits averaged with the mirror image%s",
+            f" and the images shifted by {translate} px" if translate else "",
+        )
+        retested = replace(retested, model=FlipTTA(retested.model, translate), tta=True)
 
     log.info("Evaluating once on the test set")
     with builders.dataset_files():

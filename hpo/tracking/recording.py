@@ -141,10 +141,12 @@ def log_training_end(
     num_parameters: int,
     *,
     tta: bool = False,
+    tta_translate: int = 0,
 ) -> None:
     """After `fit` (model holding the best weights): summary, checkpoint, figures.
 
-    `tta` is the run's `trainer.tta`: the prediction figure then shows what validation scored.
+    `tta` and `tta_translate` are the run's `trainer.tta*`: the prediction figure then shows
+    what validation scored.
     """
     meta = {
         "best_epoch": result.best_epoch,
@@ -164,6 +166,7 @@ def log_training_end(
             first_batch,
             splits.class_names,
             tta=tta,
+            tta_translate=tta_translate,
         )
     log_run_end(run, result, meta=meta, log_checkpoint=tracking.log_checkpoint, figures=figures)
     log.info("Recorded MLflow run %s in %s", run.run_id, tracking.uri)
@@ -178,16 +181,18 @@ def run_figures(
     class_names: Sequence[str],
     *,
     tta: bool = False,
+    tta_translate: int = 0,
 ) -> list[tuple[Any, str]]:
     """Learning curves, and the best-epoch model's predictions on a few validation images.
 
     `val_batch` is the normalised model input for `val_images` (already on the device).
-    With `tta` the predictions are flip-averaged, as validation scored them.
+    With `tta` the predictions are averaged over the TTA views, as validation scored them.
     """
     curves = learning_curves(result.history, result.best_epoch)
     with torch.inference_mode():
         model.eval()
-        probs = inference_model(model, None, tta)(val_batch).float().softmax(dim=1).cpu()
+        evaluated = inference_model(model, None, tta, tta_translate)
+        probs = evaluated(val_batch).float().softmax(dim=1).cpu()
     grid = prediction_grid(val_images, val_labels, probs, class_names)
     return [(curves, CURVES_ARTIFACT), (grid, PREDICTIONS_ARTIFACT)]
 

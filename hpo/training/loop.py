@@ -77,8 +77,10 @@ class TrainSettings:
     ema: float | None = None
     # Epochs trained before the average starts from the weights of that moment.
     ema_warmup_epochs: int = 0
-    # Validate on the mean logits of each image and its horizontal flip.
+    # Validate on the mean logits of each image and its horizontal flip...
     tta: bool = False
+    # ... and of the image shifted by this many pixels both ways, each with its flip.
+    tta_translate: int = 0
 
 
 def fit(
@@ -204,10 +206,13 @@ def _ema_for_epoch(
     return ema
 
 
-def inference_model(model: nn.Module, ema: AveragedModel | None, tta: bool) -> nn.Module:
-    """What validation runs: the average's network if there is one, flip-averaged if `tta`."""
+def inference_model(
+    model: nn.Module, ema: AveragedModel | None, tta: bool, translate: int = 0
+) -> nn.Module:
+    """What validation runs: the average's network if there is one, averaged over its TTA
+    views if `tta` (the flip, and with `translate` the shifted images)."""
     net = model if ema is None else ema.module
-    return FlipTTA(net) if tta else net
+    return FlipTTA(net, translate) if tta else net
 
 
 def _run_epoch(
@@ -237,7 +242,7 @@ def _run_epoch(
     train_seconds = time.perf_counter() - start
     metrics: EpochMetrics = {"train/loss": train_loss, "train/acc": train_acc}
     if val_batches is not None:
-        evaluated = inference_model(model, ema, settings.tta)
+        evaluated = inference_model(model, ema, settings.tta, settings.tta_translate)
         metrics["val/loss"], metrics["val/acc"] = evaluate(
             evaluated, val_batches, settings.precision
         )

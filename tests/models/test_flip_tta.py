@@ -57,3 +57,43 @@ def test_state_dict_is_the_wrapped_networks_under_net() -> None:
 def test_rejects_a_non_module() -> None:
     with pytest.raises(TypeError, match=r"FlipTTA wraps a torch\.nn\.Module, got dict"):
         FlipTTA({})  # type: ignore[arg-type]
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """`x` moved by (dy, dx) pixels, the uncovered border filled by reflection, per pixel."""
+    height, width = x.shape[-2:]
+    out = torch.empty_like(x)
+    for i in range(height):
+        for j in range(width):
+            si, sj = i - dy, j - dx
+            si = -si if si < 0 else (2 * (height - 1) - si if si >= height else si)
+            sj = -sj if sj < 0 else (2 * (width - 1) - sj if sj >= width else sj)
+            out[..., i, j] = x[..., si, sj]
+    return out
+
+
+@pytest.mark.parametrize("translate", [1, 2])
+def test_translate_adds_the_shifted_views_with_their_mirrors(translate: int) -> None:
+    torch.manual_seed(0)
+    net = SeedCNN().eval()
+    x = _images(3, 1, 28, 28)
+
+    def mirrored(v: torch.Tensor) -> torch.Tensor:
+        return (net(v) + net(v.flip(-1))) / 2
+
+    with torch.inference_mode():
+        expected = (
+            0.5 * mirrored(x)
+            + 0.25 * mirrored(_shifted(x, translate, translate))
+            + 0.25 * mirrored(_shifted(x, -translate, -translate))
+        )
+        got = FlipTTA(net, translate)(x)
+    torch.testing.assert_close(got, expected)
+    with torch.inference_mode():  # the shifted views change the answer
+        assert not torch.allclose(got, FlipTTA(net)(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("translate", [-1, 1.5, True])
+def test_translate_must_be_whole_pixels(translate) -> None:
+    with pytest.raises(ValueError, match="translate must be an int >= 0"):
+        FlipTTA(SeedCNN(), translate)
