@@ -34,7 +34,7 @@ from hpo.tracking.runs import STUDY_TAG, open_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.allocator import keep_freed_memory
 from hpo.training.devices import configure_threads, resolve_device
-from hpo.training.loop import fit, predict
+from hpo.training.loop import FitResult, fit, predict
 from hpo.training.precision import Precision, resolve_precision
 from hpo.training.seeding import seed_everything
 from hpo.urls import SecretUrl
@@ -155,33 +155,60 @@ def _rebuild(record: TrialRecord, device: torch.device, precision: Precision) ->
 def _retrain(
     record: TrialRecord, epochs: int | None, device: torch.device, precision: Precision
 ) -> Retested:
-    """Train the trial's config from scratch on all training images (train + validation).
+    """Train the trial's config from scratch on all training images (train + validation)."""
+    return retrain(record, epochs=epochs, device=device, precision=precision)[0]
 
-    Through the trials' own `fit`, without validation: the same loader code, precision,
-    gradient scaler and weight average; under the trial's trainer.ema the average is what
-    gets tested, as in the trial. Every epoch is trained: with nothing to validate on,
-    trainer.patience has nothing to stop on.
+
+def retrain(
+    record: TrialRecord,
+    *,
+    epochs: int | None,
+    device: torch.device,
+    precision: Precision,
+    validate: bool = False,
+    seed: int | None = None,
+) -> tuple[Retested, FitResult]:
+    """Train the trial's config from scratch: on all training images (train + validation),
+    or with `validate` on the 50k train split, scored on the validation split every epoch
+    (how `bench/retrain_check.py` tells whether the recipe reproduces the trial).
+
+    Through the trials' own `fit`: the same loader code, precision, gradient scaler and
+    weight average; under the trial's trainer.ema the average is what gets tested, as in
+    the trial. Without validation every epoch is trained: trainer.patience has nothing to
+    stop on. `seed` replaces the trial's seed (weights, batch order, augmentation).
     """
     cfg = OmegaConf.merge({"trainer": _ADDED_TRAINER_KEYS}, record.config)
     assert isinstance(cfg, DictConfig)
+    if seed is not None:
+        cfg.seed = seed
     epochs = int(epochs or cfg.trainer.epochs)
     seed_everything(cfg.seed)
     splits = builders.splits(cfg)
-    merged = splits.merged()
-    batches = builders.train_loader(cfg, merged, device)
+    data = splits if validate else splits.merged()
+    batches = builders.train_loader(cfg, data, device)
+    val_batches = builders.loaders(cfg, splits, device)[1] if validate else None
     # A whitening first layer is computed from the training split, as the trial's was (its
     # normalisation differs from all 60k's by a hair).
     model = builders.model(cfg, device, splits)
     optimizer, scheduler, settings = builders.optimization(
         cfg, model, len(batches), precision, epochs
     )
-    if settings.patience is not None:
-        log.info("trainer.patience=%d unused: the retrain has no validation", settings.patience)
-    settings = replace(settings, patience=None)
-    log.info("Retraining on all %d training images for %d epochs", len(merged.train_labels), epochs)
-    result = fit(model, batches, None, optimizer=optimizer, scheduler=scheduler, settings=settings)
+    if not validate:
+        if settings.patience is not None:
+            log.info("trainer.patience=%d unused: the retrain has no validation", settings.patience)
+        settings = replace(settings, patience=None)
+    log.info(
+        "Retraining on %d training images for %d epochs (seed %d)%s",
+        len(data.train_labels),
+        epochs,
+        cfg.seed,
+        ", validating each" if validate else "",
+    )
+    result = fit(
+        model, batches, val_batches, optimizer=optimizer, scheduler=scheduler, settings=settings
+    )
     model.load_state_dict(result.best_state)  # the final weights (the average's under EMA)
-    return Retested(model, merged.mean, merged.std, "retrain", precision)
+    return Retested(model, data.mean, data.std, "retrain", precision), result
 
 
 def _test_logits(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -312,3 +314,53 @@ def test_mismatching_checkpoint_names_run_and_file(stores, monkeypatch) -> None:
         "does not fit",
     ):
         best_eval._rebuild(record, torch.device("cpu"), FP32)
+
+
+def test_a_validated_retrain_with_the_trials_seed_reproduces_the_trial(stores) -> None:
+    # bench/retrain_check.py's retrain: the 50k-split recipe scored on validation. With the
+    # trial's own seed it must be the trial again (same split, batches, TTA, precision);
+    # another seed trains another model on the same split.
+    trial = load_study(STUDY, stores.storage).best_trial
+    record = load_record(stores.settings, STUDY, trial)
+    precision = resolve_precision(record.config.trainer.precision, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    same, result = best_eval.retrain(
+        record, epochs=None, device=cpu, precision=precision, validate=True
+    )
+    assert len(result.history) == record.config.trainer.epochs
+    assert result.best_metrics["val/acc"] == pytest.approx(trial.value)
+    assert same.source == "retrain" and same.precision == precision
+    _, other = best_eval.retrain(
+        record,
+        epochs=None,
+        device=cpu,
+        precision=precision,
+        validate=True,
+        seed=record.config.seed + 1,
+    )
+    assert other.best_state.keys() == result.best_state.keys()
+    assert any(not torch.equal(other.best_state[k], v) for k, v in result.best_state.items())
+
+
+def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp_path) -> None:
+    out = tmp_path / "check.json"
+    done = subprocess.run(  # as users run it
+        [
+            sys.executable,
+            "bench/retrain_check.py",
+            *("--study", STUDY, "--storage", stores.storage, "--tracking-uri", stores.mlflow),
+            *("--seeds", "5", "6", "--json", str(out)),
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    trial = load_study(STUDY, stores.storage).best_trial
+    assert (summary["trial"], summary["trial_val_acc"]) == (trial.number, trial.value)
+    assert [r["seed"] for r in summary["retrains"]] == [5, 6]
+    for run in summary["retrains"]:
+        assert run["epochs"] == 2 and 0.0 <= run["final_val_acc"] <= run["best_val_acc"] <= 1.0
+    assert "Retrain check" in done.stdout
