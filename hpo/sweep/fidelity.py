@@ -137,8 +137,9 @@ class Fidelity:
         return int(budget) if float(budget).is_integer() else rung
 
     def rung_of(self, trial: FrozenTrial | Trial) -> int:
-        """A trial's rung; a trial without one (a new or warm-start configuration) is rung 0."""
-        return int(trial.user_attrs.get(RUNG_ATTR, 0))
+        """A trial's rung; a trial without one (a new or warm-start configuration) is rung 0,
+        and one recorded above the top rung (a study resumed with fewer rungs) is the top."""
+        return min(int(trial.user_attrs.get(RUNG_ATTR, 0)), self.top)
 
     def start_attrs(self, number: int) -> dict[str, Any]:
         """The attributes of a configuration's first run, trial `number`."""

@@ -398,7 +398,7 @@ class OptunaSweeperImpl(Sweeper):
         if RUNG_ATTR not in trial.user_attrs:
             for key, value in self.fidelity.start_attrs(trial.number).items():
                 trial.set_user_attr(key, value)
-        rung = min(self.fidelity.rung_of(trial), self.fidelity.top)
+        rung = self.fidelity.rung_of(trial)
         promoted_from = trial.user_attrs.get(PROMOTED_FROM_ATTR)
         promoted_run = None
         if promoted_from is not None:
@@ -435,7 +435,7 @@ class OptunaSweeperImpl(Sweeper):
         # (hpo/sweep/fidelity.py says why); a top-budget run is COMPLETE as usual.
         step = None
         if self.fidelity is not None and outcome.state == TrialState.COMPLETE:
-            rung = min(self.fidelity.rung_of(trial), self.fidelity.top)
+            rung = self.fidelity.rung_of(trial)
             if rung < self.fidelity.top:
                 step = self.fidelity.step(rung)
         if not _record_outcome(study, trial, outcome, step):
@@ -519,7 +519,7 @@ class OptunaSweeperImpl(Sweeper):
     def _budget_of(self, trial: FrozenTrial) -> float | None:
         if self.fidelity is None:
             return None
-        return self.fidelity.budgets[min(self.fidelity.rung_of(trial), self.fidelity.top)]
+        return self.fidelity.budgets[self.fidelity.rung_of(trial)]
 
     def _others_may_fail(self, study: optuna.Study, progress: SweepProgress) -> bool:
         """True when the study is short of `n_trials` only because of other workers' running
