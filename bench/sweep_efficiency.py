@@ -1,18 +1,31 @@
-"""What pruning buys: the same Optuna search run through the real CLI, unpruned and pruned.
+"""What pruning and multi-fidelity buy: the same Optuna search through the real CLI, per arm.
 
-Runs `train.py -m hydra/sweeper=optuna` on the real data, for each sampler seed, twice with
-the same search space and trial budget: once with `hydra/sweeper/pruner=none` and once with
-the median pruner (the sweeper's default) and its settings from `--pruner-args` (e.g. a
-warm-up: `n_warmup_steps=1 n_startup_trials=5`), each in a fresh study, Optuna storage, MLflow
-store and sweep folder under a temporary directory. Afterwards each study is read back from
-its storage and the wall time, trials complete/pruned/failed, epochs trained and best
-validation accuracy are reported, with the speed-up (total wall time unpruned over pruned)
-and the mean best accuracy of each over the seeds. Measurements only; the exit status is 1
-only when a sweep itself fails (then there is nothing to compare).
+Runs `train.py -m hydra/sweeper=optuna` (or `experiment=<name>` with `--experiment`) on the
+real data, for each sampler seed, once per arm, with the same search space, sampler seed and
+trial budget (`--n-trials`, or a time budget with `--deadline`):
 
-    .venv/bin/python bench/sweep_efficiency.py [--n-trials 20] [--epochs 3]
-        [--sampler-seeds 7 8 9] [--pruner-args n_warmup_steps=1 ...]
-        [--train-subset 5000] [--extra 'model.width=choice(32,64)' ...] [--json PATH]
+- `none`: `hydra/sweeper/pruner=none`, every trial runs all its epochs;
+- `median`: the median pruner with its settings from `--pruner-args` (e.g. a warm-up:
+  `n_warmup_steps=1 n_startup_trials=5`);
+- `halving`: Optuna's successive-halving pruner, which stops a run in the middle of its
+  schedule (`min_resource=--min-budget`, `reduction_factor=--eta`);
+- `budget`: multi-fidelity with the budget as a parameter (`hydra.sweeper.fidelity` over
+  `trainer.epochs`, from `--min-budget` to `--epochs` by `--eta`): each run trains its whole
+  schedule at its own budget and the best 1/eta are rerun at the next budget.
+
+Each sweep gets a fresh study, Optuna storage, MLflow store and sweep folder under a
+temporary directory. Afterwards each study is read back from its storage and the wall time,
+trials complete/pruned/failed, epochs trained and best validation accuracy of a run that
+trained all its epochs are reported, with each arm's mean over the seeds. With `--cores`
+the arms of one seed run at the same time, each pinned to its own CPUs (torch threads = its
+CPU count), so that a comparison at equal time gives each arm the same machine. Measurements
+only; the exit status is 1 only when a sweep itself fails (then there is nothing to compare).
+
+    .venv/bin/python bench/sweep_efficiency.py [--arms none median] [--n-trials 20]
+        [--epochs 3] [--sampler-seeds 7 8 9] [--pruner-args n_warmup_steps=1 ...]
+        [--experiment quick] [--deadline SECONDS] [--min-budget 1] [--eta 3]
+        [--cores 0 1] [--train-subset 5000] [--extra 'model.width=choice(32,64)' ...]
+        [--json PATH]
 
 The full 20-trial version takes 40+ minutes on 2 CPU cores; a quick check:
 `--n-trials 6 --epochs 2 --train-subset 5000`.
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -33,17 +47,18 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from cli_types import positive_int
+from cli_types import positive_float, positive_int
 from optuna.trial import TrialState
 from report import publish
 from rich.console import Console
 from rich.table import Table
 
 from hpo.paths import PROJECT_ROOT
+from hpo.sweep.fidelity import BUDGET_ATTR
 
 log = logging.getLogger("bench.sweep_efficiency")
 
-PRUNERS = ("none", "median")
+ARMS = ("none", "median", "halving", "budget")
 LOG_TAIL_CHARS = 3000
 
 
@@ -51,7 +66,7 @@ LOG_TAIL_CHARS = 3000
 class SweepResult:
     """One sweep's figures, read back from its study storage."""
 
-    pruner: str
+    arm: str
     sampler_seed: int
     study_name: str
     returncode: int
@@ -67,9 +82,35 @@ class SweepResult:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--arms", nargs="+", choices=ARMS, default=["none", "median"], help="what to compare"
+    )
     parser.add_argument("--n-trials", type=positive_int, default=20)
     parser.add_argument(
-        "--epochs", type=positive_int, default=None, help="trainer.epochs (default: conf/)"
+        "--epochs",
+        type=positive_int,
+        default=None,
+        help="trainer.epochs (default: conf/); the top budget of the halving and budget arms",
+    )
+    parser.add_argument(
+        "--experiment", default=None, help="experiment=<name> (default: the CNN search)"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=positive_float,
+        default=None,
+        help="hydra.sweeper.deadline in seconds: compare at equal time (set --n-trials high)",
+    )
+    parser.add_argument(
+        "--min-budget", type=positive_int, default=1, help="the smallest budget, in epochs"
+    )
+    parser.add_argument("--eta", type=positive_int, default=3, help="1/eta of runs go on")
+    parser.add_argument(
+        "--cores",
+        nargs="+",
+        default=None,
+        metavar="CPUS",
+        help="run the arms of a seed at once, arm i on CPUs i (e.g. 0 1, or 0,1 2,3)",
     )
     parser.add_argument(
         "--train-subset", type=positive_int, default=None, help="data.train_subset (default: all)"
@@ -79,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=[7],
-        help="one pair of sweeps (unpruned, pruned) per seed, the same seed within a pair",
+        help="one sweep per arm and seed, the same seed for every arm",
     )
     parser.add_argument(
         "--pruner-args",
@@ -98,16 +139,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep the files here (default: a temp dir)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.epochs is None and {"halving", "budget"} & set(args.arms):
+        parser.error("the halving and budget arms need --epochs (their top budget)")
+    if args.cores is not None and len(args.cores) != len(args.arms):
+        parser.error(f"--cores needs one CPU list per arm ({len(args.arms)})")
+    return args
+
+
+def arm_overrides(args: argparse.Namespace, arm: str) -> list[str]:
+    """The Hydra overrides that make `arm` (see the module docstring)."""
+    if arm == "median":
+        return ["hydra/sweeper/pruner=median"] + [
+            f"hydra.sweeper.pruner.{setting}" for setting in args.pruner_args
+        ]
+    if arm == "halving":
+        return [
+            "hydra/sweeper/pruner=successive_halving",
+            f"hydra.sweeper.pruner.min_resource={args.min_budget}",
+            f"hydra.sweeper.pruner.reduction_factor={args.eta}",
+        ]
+    overrides = ["hydra/sweeper/pruner=none"]
+    if arm == "budget":
+        overrides.append(
+            "hydra.sweeper.fidelity={key:trainer.epochs,"
+            f"min:{args.min_budget},max:{args.epochs},eta:{args.eta}}}"
+        )
+    return overrides
 
 
 def sweep_command(
-    args: argparse.Namespace, pruner: str, seed: int, study_name: str, folder: Path
+    args: argparse.Namespace, arm: str, seed: int, study_name: str, folder: Path
 ) -> list[str]:
     """The `train.py -m` command line of one sweep, writing only under `folder`."""
     overrides = [
-        "hydra/sweeper=optuna",
-        f"hydra/sweeper/pruner={pruner}",
+        f"experiment={args.experiment}" if args.experiment else "hydra/sweeper=optuna",
+        *arm_overrides(args, arm),
         f"hydra.sweeper.n_trials={args.n_trials}",
         f"hydra.sweeper.study_name={study_name}",
         f"hydra.sweeper.storage={storage_url(folder)}",
@@ -115,13 +182,13 @@ def sweep_command(
         # The default search stops after a timeout; a time cap would let the faster sweep run
         # more trials, so both run exactly n_trials (--extra can set one again).
         "hydra.sweeper.timeout=null",
+        f"hydra.sweeper.deadline={'null' if args.deadline is None else args.deadline}",
         f"hydra.sweep.dir={folder / 'multirun'}",
         f"tracking.uri=sqlite:///{folder / 'mlflow.db'}",
         "trainer.progress=false",
     ]
-    if pruner != "none":
-        overrides += [f"hydra.sweeper.pruner.{setting}" for setting in args.pruner_args]
-    if args.epochs is not None:
+    # The budget arm's sweeper sets the epochs of each run (--epochs is its top budget).
+    if args.epochs is not None and arm != "budget":
         overrides.append(f"trainer.epochs={args.epochs}")
     if args.train_subset is not None:
         overrides.append(f"data.train_subset={args.train_subset}")
@@ -133,35 +200,69 @@ def storage_url(folder: Path) -> str:
     return f"sqlite:///{folder.resolve() / 'optuna.db'}"
 
 
-def run_sweep(args: argparse.Namespace, pruner: str, seed: int, folder: Path) -> SweepResult:
-    """Run one sweep as a subprocess, time it, and read its study back."""
-    folder.mkdir(parents=True)
-    study_name = f"bench-sweep-{pruner}-{uuid.uuid4().hex[:8]}"
-    command = sweep_command(args, pruner, seed, study_name, folder)
-    log.info("pruner=%s: %s", pruner, " ".join(command))
-    start = time.perf_counter()
-    with (folder / "sweep.log").open("w") as out:
-        done = subprocess.run(command, cwd=PROJECT_ROOT, stdout=out, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = (folder / "sweep.log").read_text()[-LOG_TAIL_CHARS:]
-        log.error("the pruner=%s sweep exited with %d:\n%s", pruner, done.returncode, tail)
-    return read_study(pruner, seed, study_name, folder, done.returncode, wall)
+def run_seed(args: argparse.Namespace, seed: int, workdir: Path) -> list[SweepResult]:
+    """Run one sweep per arm as subprocesses (at once, pinned, with `--cores`; else one
+    after the other), time each, and read its study back."""
+    if args.cores is None:
+        return [run_sweeps(args, [(arm, None)], seed, workdir)[0] for arm in args.arms]
+    pinned: list[tuple[str, set[int] | None]] = [
+        (arm, _cpu_set(cpus)) for arm, cpus in zip(args.arms, args.cores, strict=True)
+    ]
+    return run_sweeps(args, pinned, seed, workdir)
+
+
+def _cpu_set(text: str) -> set[int]:
+    return {int(cpu) for cpu in text.split(",")}
+
+
+def run_sweeps(
+    args: argparse.Namespace, arms: list[tuple[str, set[int] | None]], seed: int, workdir: Path
+) -> list[SweepResult]:
+    """Start one sweep per (arm, CPUs) at once and wait for all of them."""
+    started = []
+    for arm, cpus in arms:
+        folder = workdir / f"seed-{seed}-{arm}"
+        folder.mkdir(parents=True)
+        study_name = f"bench-sweep-{arm}-{uuid.uuid4().hex[:8]}"
+        command = sweep_command(args, arm, seed, study_name, folder)
+        if cpus is not None:  # one torch thread per CPU of its own, none shared
+            command.append(f"trainer.num_threads={len(cpus)}")
+        log.info("arm=%s seed=%d cpus=%s: %s", arm, seed, cpus or "all", " ".join(command))
+        out = (folder / "sweep.log").open("w")
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=None if cpus is None else lambda cpus=cpus: os.sched_setaffinity(0, cpus),
+        )
+        started.append((arm, folder, study_name, process, out, time.perf_counter()))
+    results = []
+    for arm, folder, study_name, process, out, start in started:
+        returncode = process.wait()
+        wall = time.perf_counter() - start
+        out.close()
+        if returncode != 0:
+            tail = (folder / "sweep.log").read_text()[-LOG_TAIL_CHARS:]
+            log.error("the arm=%s sweep exited with %d:\n%s", arm, returncode, tail)
+        results.append(read_study(arm, seed, study_name, folder, returncode, wall))
+    return results
 
 
 def read_study(
-    pruner: str, seed: int, study_name: str, folder: Path, returncode: int, wall: float
+    arm: str, seed: int, study_name: str, folder: Path, returncode: int, wall: float
 ) -> SweepResult:
     """Count the trials of the study in `folder` and find its best one."""
     try:
         study = optuna.load_study(study_name=study_name, storage=storage_url(folder))
     except KeyError:  # the sweep died before creating its study
-        return SweepResult(pruner, seed, study_name, returncode, wall, 0, 0, 0, 0, None, {})
+        return SweepResult(arm, seed, study_name, returncode, wall, 0, 0, 0, 0, None, {})
     trials = study.trials
+    # Complete = trained all its epochs: with multi-fidelity, lower budgets end PRUNED.
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value or 0.0) if complete else None
     return SweepResult(
-        pruner=pruner,
+        arm=arm,
         sampler_seed=seed,
         study_name=study_name,
         returncode=returncode,
@@ -169,56 +270,71 @@ def read_study(
         complete=len(complete),
         pruned=sum(t.state == TrialState.PRUNED for t in trials),
         failed=sum(t.state == TrialState.FAIL for t in trials),
-        # Every trained epoch reports one intermediate value, pruned trials included.
-        epochs_trained=sum(len(t.intermediate_values) for t in trials),
+        epochs_trained=sum(_epochs_trained(t) for t in trials),
         best_val_acc=None if best is None else best.value,
         best_params={} if best is None else best.params,
     )
 
 
+def _epochs_trained(trial: optuna.trial.FrozenTrial) -> int:
+    """A multi-fidelity run trained its budget; any other trial reported once per epoch."""
+    if BUDGET_ATTR in trial.user_attrs and trial.state != TrialState.FAIL:
+        return int(trial.user_attrs[BUDGET_ATTR])
+    return len(trial.intermediate_values)
+
+
 def summarize(args: argparse.Namespace, results: list[SweepResult]) -> dict[str, Any]:
-    """The JSON-ready results with the speed-up of pruning and the mean best accuracies."""
-    plain = [r for r in results if r.pruner == "none"]
-    pruned = [r for r in results if r.pruner != "none"]
+    """The JSON-ready results with each arm's totals and mean best accuracy over the seeds."""
+    arms = {}
+    for arm in args.arms:
+        mine = [r for r in results if r.arm == arm]
+        arms[arm] = {
+            "wall_seconds": sum(r.wall_seconds for r in mine),
+            "epochs_trained": sum(r.epochs_trained for r in mine),
+            "mean_best_val_acc": _mean_best(mine),
+        }
     return {
         "benchmark": "sweep_efficiency",
+        "arms": arms,
         "n_trials": args.n_trials,
+        "deadline": args.deadline,
+        "experiment": args.experiment,
         "epochs": args.epochs,
+        "min_budget": args.min_budget,
+        "eta": args.eta,
+        "cores": args.cores,
         "train_subset": args.train_subset,
         "sampler_seeds": args.sampler_seeds,
         "pruner_args": args.pruner_args,
         "extra_overrides": args.extra,
         "results": [asdict(r) for r in results],
-        "speedup_wall": sum(r.wall_seconds for r in plain) / sum(r.wall_seconds for r in pruned),
-        "epochs_saved": sum(r.epochs_trained for r in plain)
-        - sum(r.epochs_trained for r in pruned),
-        "mean_best_unpruned": _mean_best(plain),
-        "mean_best_pruned": _mean_best(pruned),
     }
 
 
 def _mean_best(results: list[SweepResult]) -> float | None:
     bests = [r.best_val_acc for r in results if r.best_val_acc is not None]
-    return sum(bests) / len(bests) if len(bests) == len(results) else None
+    return sum(bests) / len(bests) if bests and len(bests) == len(results) else None
 
 
 def render(summary: dict[str, Any], console: Console) -> None:
-    """Print one row per sweep and the speed-up."""
+    """Print one row per sweep, then one per arm."""
     subset = summary["train_subset"] or "50k"
     epochs = summary["epochs"] or "conf default"
-    pruner_args = " ".join(summary["pruner_args"]) or "defaults"
-    table = Table(
-        title=f"Same search, {summary['n_trials']} trials, {epochs} epochs, "
-        f"train subset {subset}, median pruner with {pruner_args}"
+    budget = (
+        f"a {summary['deadline']:.0f} s deadline"
+        if summary["deadline"]
+        else f"{summary['n_trials']} trials"
     )
-    columns = ("seed", "pruner", "wall s", "complete", "pruned", "failed", "epochs", "best val")
+    search = f"experiment={summary['experiment']}" if summary["experiment"] else "the CNN search"
+    table = Table(title=f"{search}, {budget}, {epochs} epochs, train subset {subset}")
+    columns = ("seed", "arm", "wall s", "complete", "pruned", "failed", "epochs", "best val")
     for column in columns:
-        table.add_column(column, justify="left" if column == "pruner" else "right")
+        table.add_column(column, justify="left" if column == "arm" else "right")
     for r in summary["results"]:
         best = "-" if r["best_val_acc"] is None else f"{r['best_val_acc']:.2%}"
         table.add_row(
             str(r["sampler_seed"]),
-            r["pruner"],
+            r["arm"],
             f"{r['wall_seconds']:.0f}",
             str(r["complete"]),
             str(r["pruned"]),
@@ -227,25 +343,20 @@ def render(summary: dict[str, Any], console: Console) -> None:
             best,
         )
     console.print(table)
-    means = [summary["mean_best_unpruned"], summary["mean_best_pruned"]]
-    shown = ["-" if m is None else f"{m:.2%}" for m in means]
-    console.print(
-        f"speed-up from median pruning: {summary['speedup_wall']:.2f}x wall time, "
-        f"{summary['epochs_saved']} trial-epochs saved; mean best val acc "
-        f"unpruned {shown[0]}, pruned {shown[1]}"
-    )
+    for arm, totals in summary["arms"].items():
+        mean = totals["mean_best_val_acc"]
+        console.print(
+            f"{arm}: {totals['wall_seconds']:.0f} s, {totals['epochs_trained']} trial-epochs, "
+            f"mean best val acc {'-' if mean is None else f'{mean:.2%}'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run both sweeps; returns 1 only when a sweep process failed."""
+    """Run every arm's sweeps; returns 1 only when a sweep process failed."""
     args = parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fmnist-sweep-bench-"))
     try:
-        results = [
-            run_sweep(args, pruner, seed, workdir / f"seed-{seed}-pruner-{pruner}")
-            for seed in args.sampler_seeds
-            for pruner in PRUNERS
-        ]
+        results = [r for seed in args.sampler_seeds for r in run_seed(args, seed, workdir)]
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
