@@ -8,7 +8,7 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install data sweep worker best-eval predict train test test-fast test-slow check-system lint format ui dashboard services services-stop bench clean
+.PHONY: help install data sweep worker best-eval predict train test test-fast test-slow check-system lint format ui dashboard services services-stop bench docs-images clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -103,6 +103,11 @@ worker: data ## Join a study as one more worker: make worker STORAGE=<optuna URL
 bench: data ## Throughput, time-to-accuracy and memory benchmarks on the real data
 	$(PY) bench/throughput.py
 	$(PY) bench/time_to_accuracy.py
+
+# The README's pictures (docs/images.py), from the study STUDY (default: the accuracy search's)
+# and its best-eval; needs Chromium for the MLflow UI screenshot.
+docs-images: install ## Redraw the README's pictures in docs/images/ from real runs (STUDY=)
+	$(PY) docs/images.py $(if $(STUDY),--study $(STUDY))
 
 clean: ## Remove run outputs (keeps mlflow.db and the data cache)
 	rm -rf outputs multirun .pytest_cache .ruff_cache .mypy_cache

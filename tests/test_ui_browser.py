@@ -148,3 +148,19 @@ def test_printed_link_opens_the_runs_table_with_the_trials_nested(swept, mlflow_
                 expect(grid.get_by_text(name, exact=True)).to_be_visible(timeout=WAIT_MS)
         finally:
             browser.close()
+
+
+def test_docs_images_draws_the_runs_table_of_a_real_sweep(swept, tmp_path: Path) -> None:
+    """`make docs-images`'s screenshot on this sweep's store: the README's first picture."""
+    from matplotlib.image import imread
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    import images
+
+    from hpo.urls import SecretUrl
+
+    _chromium()
+    path = images.mlflow_runs(SecretUrl(swept[0]), STUDY, tmp_path)
+    picture = imread(path)
+    assert picture.shape[:2] == (760, 1280)
+    assert picture[..., :3].std() > 0.05  # a rendered page, not a blank one
