@@ -12,9 +12,9 @@ import pytest
 from matplotlib.image import imread
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "docs"))
-import images  # noqa: E402  (docs/ is a folder of scripts, not a package)
+import images
 
-from hpo.urls import SecretUrl  # noqa: E402
+from hpo.urls import SecretUrl
 
 
 def test_the_workers_diagram_is_a_picture_of_the_expected_size(tmp_path: Path) -> None:
