@@ -44,8 +44,11 @@ EXPERIMENT ?= quick
 sweep: data ## Run a search: EXPERIMENT=quick (default, ~13 min) or accuracy; rerun to resume it
 	$(PY) train.py -m experiment=$(EXPERIMENT) $(ARGS)
 
+# STUDY=<name>, else the study of an EXPERIMENT given to make, else the storage's most recent.
+BEST_EVAL_STUDY = $(if $(STUDY),study=$(STUDY),$(if $(filter-out file default,$(origin EXPERIMENT)),study=fmnist-$(EXPERIMENT)))
+
 best-eval: data ## Retest the best trial on the test set, register it (STUDY=, STORAGE=, ARGS="retrain=true")
-	$(PY) -m hpo.retest.best_eval study=$(or $(STUDY),fmnist-$(EXPERIMENT)) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
+	$(PY) -m hpo.retest.best_eval $(BEST_EVAL_STUDY) $(if $(STORAGE),storage=$(STORAGE)) $(ARGS)
 
 predict: install ## Classify images with the champion model: make predict IMAGES="a.png b.png"
 	@[ -n "$(IMAGES)" ] || { echo 'usage: make predict IMAGES="a.png b.png"'; exit 2; }

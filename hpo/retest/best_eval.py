@@ -76,10 +76,10 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     if not settings.enabled:
         raise BestEvalError("best-eval reads the trial from MLflow: run it with tracking enabled")
     storage = SecretUrl(cfg.storage)  # shown masked in the log and the report
-    log.info("Loading study %r from %s", cfg.study, storage)
+    log.info("Loading study %s from %s", repr(cfg.study) if cfg.study else "(latest)", storage)
     study = load_study(cfg.study, storage)
     trial = choose_trial(study, cfg.objective_index)
-    record = load_record(settings, cfg.study, trial)
+    record = load_record(settings, study.study_name, trial)
     log.info("Best trial %d (run %s): %s", trial.number, record.run_id, trial.params)
     device = resolve_device("auto")
     # Runs recorded before trainer.precision existed trained in fp32.
@@ -109,7 +109,7 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     class_names = list(record.meta.get("class_names") or [str(i) for i in range(logits.shape[1])])
     report = score_predictions(logits, labels, class_names)
     summary = _summary_dict(cfg, record, retested, report)
-    out_dir = Path(cfg.reports_dir) / cfg.study
+    out_dir = Path(cfg.reports_dir) / record.study_name
     figures = _figures(record, report, images, labels, logits, class_names, cfg.grid_images)
     with open_run(settings, run_name="best-eval", tags=_tags(record, retested)) as run:
         assert run is not None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from hpo.tracking import recording
 from hpo.tracking.runs import ArtifactUnavailableError, TrackedRun, find_trial_run
 from hpo.tracking.settings import TrackingSettings
 from hpo.urls import SecretUrl
+
+log = logging.getLogger(__name__)
 
 SWEEP_HINT = "run `make sweep` first (or pass study=... storage=... of an existing study)"
 
@@ -50,13 +54,19 @@ class TrialRecord:
         return max(values) if values else None
 
 
-def load_study(study_name: str, storage: SecretUrl | str) -> optuna.Study:
-    """Open an existing study without creating anything (no new database, no new study)."""
+def load_study(study_name: str | None, storage: SecretUrl | str) -> optuna.Study:
+    """Open an existing study without creating anything (no new database, no new study).
+
+    With no `study_name`, the most recent study in the storage (the one whose first trial
+    started last): after `make sweep EXPERIMENT=accuracy`, `make best-eval` retests that.
+    """
     storage = SecretUrl(storage)
     database = sqlite_database(storage)
     if database is not None and not database.exists():
         raise BestEvalError(f"no Optuna storage at {database}; {SWEEP_HINT}")
     opened = open_storage(storage)
+    if study_name is None:
+        study_name = most_recent_study(opened, storage)
     try:
         return optuna.load_study(study_name=study_name, storage=opened)
     except KeyError as exc:
@@ -64,6 +74,26 @@ def load_study(study_name: str, storage: SecretUrl | str) -> optuna.Study:
         raise BestEvalError(
             f"no study {study_name!r} in {storage} (studies there: {names or 'none'}); {SWEEP_HINT}"
         ) from exc
+
+
+def most_recent_study(storage: optuna.storages.BaseStorage, shown: SecretUrl) -> str:
+    """The name of the study whose first trial started last (a study without trials counts
+    as oldest), said in the log with the others there."""
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    if not summaries:
+        raise BestEvalError(f"no study in {shown} yet; {SWEEP_HINT}")
+    oldest = datetime.min
+    chosen = max(summaries, key=lambda s: (s.datetime_start or oldest, s.study_name))
+    others = sorted(s.study_name for s in summaries if s is not chosen)
+    log.info(
+        "No study given: retesting %r, the most recent of the %d in %s%s; choose another with "
+        "STUDY=<name> (make best-eval) or study=<name>",
+        chosen.study_name,
+        len(summaries),
+        shown,
+        f" (the others: {', '.join(others)})" if others else "",
+    )
+    return chosen.study_name
 
 
 def choose_trial(study: optuna.Study, objective_index: int = 0) -> FrozenTrial:

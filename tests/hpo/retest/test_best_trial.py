@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import optuna
@@ -65,6 +66,30 @@ def test_load_study_opens_only_what_exists(tmp_path: Path) -> None:
     assert load_study("there", url).study_name == "there"
     with pytest.raises(BestEvalError, match=r"no study 'nope' in .*studies there: \['there'\]"):
         load_study("nope", url)
+
+
+def test_with_no_study_given_the_most_recent_is_retested_and_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="hpo.retest.best_trial")
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="empty", storage=url)  # no trial: counts as oldest
+    for name in ("fmnist-quick", "fmnist-accuracy", "fmnist-older"):
+        study = optuna.create_study(study_name=name, storage=url)
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    # The last one swept is the most recent, whatever its name.
+    assert load_study(None, url).study_name == "fmnist-older"
+    assert "No study given: retesting 'fmnist-older', the most recent of the 4" in caplog.text
+    assert "the others: empty, fmnist-accuracy, fmnist-quick" in caplog.text
+    assert "STUDY=<name>" in caplog.text
+
+
+def test_with_no_study_given_an_empty_storage_says_to_sweep(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.create_study(study_name="x", storage=url)
+    optuna.delete_study(study_name="x", storage=url)
+    with pytest.raises(BestEvalError, match=r"no study in .* yet; run `make sweep` first"):
+        load_study(None, url)
 
 
 @pytest.fixture(scope="module")
