@@ -51,7 +51,8 @@ class RootConf:
     optimizer: Any = MISSING
     scheduler: Any = MISSING
     augmentation: Any = MISSING
-    # Typed by their own schemas (base_trainer, base_tracking), which their YAML extends.
+    # Typed by their own schemas (base_trainer, base_tracking: root configs, not group options,
+    # so `--help` does not list them as choices), which their YAML extends.
     trainer: Any = MISSING
     tracking: Any = MISSING
     seed: int = MISSING
@@ -71,5 +72,5 @@ def register_configs() -> None:
     register_resolvers()
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=RootConf)
-    cs.store(group="trainer", name="base_trainer", node=TrainerConf)
-    cs.store(group="tracking", name="base_tracking", node=TrackingConf)
+    cs.store(name="base_trainer", node=TrainerConf)
+    cs.store(name="base_tracking", node=TrackingConf)

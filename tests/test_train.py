@@ -211,3 +211,20 @@ def test_ema_and_tta_checkpoint_reproduces_the_logged_accuracy(
     assert evaluate(FlipTTA(model, translate), batches, precision)[1] == pytest.approx(value)
     if translate:  # the shifted views were what validation scored, not the flip alone
         assert evaluate(FlipTTA(model), batches, precision)[1] != pytest.approx(value)
+
+
+def test_help_lists_choices_not_schemas() -> None:
+    """`python train.py --help`: every group's options are things to choose; the typed
+    schemas that trainer/ and tracking/ extend are not among them."""
+    out = subprocess.run(
+        [sys.executable, "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    groups = dict(
+        line.split(": ", 1) for line in out.split("== Config ==")[0].splitlines() if ": " in line
+    )
+    assert groups["trainer"] == "default"
+    assert groups["tracking"] == "mlflow, none"
+    assert groups["experiment"] == "accuracy, quick"
+    assert "base_" not in out.split("== Config ==")[0]
+    assert "debug=tiny picks the size" in out
+    assert "epochs: 6" in out  # the composed config follows
