@@ -8,6 +8,7 @@ data, model and optimizer, fit, record in MLflow, return the objective so a swee
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,7 +17,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from hpo import builders
-from hpo.config_checks import check_config
+from hpo.config_checks import check_config, explain_unknown_overrides
 from hpo.errors import exit_on_user_error
 from hpo.schema import register_configs
 from hpo.sweep.trial_link import LINK_KEY, TrialLink, TrialPruned, TrialReporter
@@ -131,4 +132,5 @@ def main(cfg: DictConfig) -> float | list[float]:
 
 
 if __name__ == "__main__":
-    main()
+    with explain_unknown_overrides(CONFIG_DIR, sys.argv[1:]):
+        main()

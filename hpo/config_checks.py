@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
 
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -39,6 +44,12 @@ PROVIDED_BY_TRAINER = {"params", "optimizer", "total_steps"}
 
 
 Rule = tuple[Callable[[Any], bool], str]
+# What Hydra's "Could not override 'model.widht'. To append to your config use
+# +model.widht=3" leaves out: a misspelt key needs its right name, not a `+`.
+PLUS_IS_NOT_THE_FIX = (
+    "(Hydra's `+key=value` would add the key as a new one, which the checks then reject: "
+    "fix its name instead)"
+)
 
 
 class ConfigError(UsageError, ValueError):
@@ -176,4 +187,55 @@ def _bad_values(cfg: DictConfig) -> list[str]:
             valid = False
         if not valid:
             problems.append(f"{key}={value!r} is invalid: expected {allowed}")
+    return problems
+
+
+@contextmanager
+def explain_unknown_overrides(config_dir: str, args: Sequence[str]) -> Iterator[None]:
+    """Around `@hydra.main`: when Hydra stops (exit 1) on a `key=value` whose key is not in
+    the config, say which key is closest, and exit 2 (a usage error).
+
+    Hydra's own message suggests `+key=value`, right for a new key and wrong for a typo;
+    anything else that exits 1 (a run error) passes unchanged.
+    """
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code != 1:
+            raise
+        problems = unknown_override_problems(config_dir, args)
+        if not problems:
+            raise
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        print(f"invalid config:\n{lines}\n{PLUS_IS_NOT_THE_FIX}", file=sys.stderr)
+        raise SystemExit(ConfigError.exit_code) from None
+
+
+def unknown_override_problems(config_dir: str, args: Sequence[str]) -> list[str]:
+    """For each `a.b=value` among the command-line `args` whose key the config composed
+    from the others lacks: what is wrong and the closest key. Empty when the config
+    cannot be composed without them (another problem, which Hydra reports)."""
+    parser = OverridesParser.create()
+    try:
+        overrides = parser.parse_overrides([a for a in args if not a.startswith("-")])
+    except Exception:
+        return []
+    changes = [o for o in overrides if o.type == OverrideType.CHANGE and "." in o.key_or_group]
+    rest = [o.input_line for o in overrides if o not in changes and o.input_line]
+    try:
+        with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+            cfg = compose("config", overrides=rest)
+    except Exception:
+        return []
+    problems = []
+    for override in changes:
+        key = override.key_or_group
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent)
+        if not isinstance(node, DictConfig) or leaf in node:
+            continue
+        known = [str(k) for k in node if not str(k).startswith("_")]
+        close = difflib.get_close_matches(leaf, known, n=1)
+        hint = f"; did you mean {parent}.{close[0]}?" if close else ""
+        problems.append(f"{key} is not a key of {parent} (its keys: {', '.join(known)}){hint}")
     return problems

@@ -228,3 +228,24 @@ def test_help_lists_choices_not_schemas() -> None:
     assert "base_" not in out.split("== Config ==")[0]
     assert "debug=tiny picks the size" in out
     assert "epochs: 6" in out  # the composed config follows
+
+
+def _train_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_misspelt_key_gets_its_right_name_not_hydras_plus() -> None:
+    done = _train_cli("model.widht=3", "optimizer.lr=0.1", "trainer.epochz=2")
+    assert done.returncode == 2, done.stderr
+    assert "did you mean model.width?" in done.stderr
+    assert "did you mean trainer.epochs?" in done.stderr
+    assert "optimizer.lr" not in done.stderr.split("invalid config:")[1]  # a right key
+    assert "fix its name instead" in done.stderr
+
+
+def test_other_failures_keep_their_own_message_and_exit_code(tmp_path: Path) -> None:
+    done = _train_cli(f"data.root={tmp_path}/none", "tracking=none")
+    assert done.returncode == 1, done.stderr
+    assert "invalid config" not in done.stderr
