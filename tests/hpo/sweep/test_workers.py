@@ -246,8 +246,9 @@ def _trial_has_run(workers: StudyWorkers) -> bool:
 def test_submitit_local_launcher_runs_trials_in_their_own_processes(
     sqlite_workers: StudyWorkers,
 ) -> None:
-    # What README's SLURM section runs, with the local executor: each trial a submitit job
-    # in a process of its own, beating through the sweep process, reporting per epoch.
+    # What docs/several-machines.md's SLURM part runs, with the local executor: each trial a
+    # submitit job in a process of its own, beating through the sweep process, reporting per
+    # epoch.
     worker = sqlite_workers.start(
         2, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"
     )
