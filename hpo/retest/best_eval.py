@@ -91,7 +91,7 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     retested = (
         _retrain(record, cfg.epochs, device, precision)
         if cfg.retrain
-        else _rebuild(record, device, precision)
+        else rebuild(record, device, precision)
     )
     if _tta(cfg, record):
         # The trial's own views: the mirror image, and the shifted images if it used them.
@@ -139,7 +139,9 @@ def _tta(cfg: DictConfig, record: TrialRecord) -> bool:
     return bool(OmegaConf.select(record.config, "trainer.tta", default=False))
 
 
-def _rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> Retested:
+def rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> Retested:
+    """The trial's own model with its best-epoch weights, as the search chose it (also
+    `bench/tta_check.py`'s)."""
     model = builders.build(record.config.model)
     try:
         model.load_state_dict(record.state_dict)

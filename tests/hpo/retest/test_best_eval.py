@@ -313,7 +313,7 @@ def test_mismatching_checkpoint_names_run_and_file(stores, monkeypatch) -> None:
         match=rf"run {record.run_id}: checkpoints/best_state_dict.pt "
         "does not fit",
     ):
-        best_eval._rebuild(record, torch.device("cpu"), FP32)
+        best_eval.rebuild(record, torch.device("cpu"), FP32)
 
 
 def test_a_validated_retrain_with_the_trials_seed_reproduces_the_trial(stores) -> None:
@@ -364,3 +364,34 @@ def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp
     for run in summary["retrains"]:
         assert run["epochs"] == 2 and 0.0 <= run["final_val_acc"] <= run["best_val_acc"] <= 1.0
     assert "Retrain check" in done.stdout
+
+
+def test_the_tta_check_bench_scores_each_view_set_against_no_views(stores, tmp_path) -> None:
+    out = tmp_path / "tta.json"
+    done = subprocess.run(  # as users run it
+        [
+            sys.executable,
+            "bench/tta_check.py",
+            *("--study", STUDY, "--storage", stores.storage, "--tracking-uri", stores.mlflow),
+            *("--trials", "1", "--json", str(out)),
+        ],
+        cwd=Path(__file__).resolve().parents[3],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())
+    (result,) = summary["results"]
+    trial = load_study(STUDY, stores.storage).best_trial
+    assert (result["trial"], result["trial_val_acc"]) == (trial.number, trial.value)
+    views = result["views"]
+    assert list(views) == ["none", "flip", "flip + shift 1"]
+    assert views["none"]["fixed"] == views["none"]["broken"] == 0  # the baseline itself
+    # The trial validated with the views of its own trainer.tta: its value is one of these.
+    tta = bool(load_record(stores.settings, STUDY, trial).config.trainer.tta)
+    assert views["flip" if tta else "none"]["val_acc"] == pytest.approx(trial.value, abs=1e-6)
+    # Paired counts add up: accuracy(view) - accuracy(none) = (fixed - broken) / images.
+    for view in views.values():
+        gain = (view["fixed"] - view["broken"]) / result["images"]
+        assert view["val_acc"] - views["none"]["val_acc"] == pytest.approx(gain, abs=1e-6)
