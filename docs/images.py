@@ -40,6 +40,7 @@ from hpo.errors import UsageError, exit_on_user_error
 from hpo.paths import PROJECT_ROOT, sqlite_database
 from hpo.sweep.report import study_figures
 from hpo.sweep.storage import open_storage
+from hpo.tracking.runs import tracking_client
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.ui import find_experiment_id, runs_url
 from hpo.urls import SecretUrl
@@ -159,15 +160,20 @@ def mlflow_runs(tracking: SecretUrl, study_name: str, out: Path) -> Path:
     """The runs table in the MLflow UI, the study's parent run unfolded to its trials."""
     from playwright.sync_api import sync_playwright
 
+    settings = TrackingSettings(uri=tracking, experiment=EXPERIMENT)
+    experiment = find_experiment_id(settings)
+    its_parent_run = f"attributes.run_name = '{study_name}'"
+    client = tracking_client(tracking)
+    if experiment is None or not client.search_runs([experiment], its_parent_run, max_results=1):
+        raise MissingInputError(
+            f"no MLflow run of study {study_name!r} in {tracking}: run its sweep first "
+            f"(`make sweep EXPERIMENT={study_name.removeprefix('fmnist-')}`)"
+        )
     chromium = shutil.which("chromium")
     if chromium is None:
         raise MissingInputError(
             "Chromium not found: install Debian's `chromium` (sudo apt-get install chromium)"
         )
-    settings = TrackingSettings(uri=tracking, experiment=EXPERIMENT)
-    experiment = find_experiment_id(settings)
-    if experiment is None:
-        raise MissingInputError(f"no MLflow experiment {EXPERIMENT!r} in {tracking}: run a sweep")
     with _mlflow_ui(tracking) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True)
         try:
@@ -276,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": lambda: workers_diagram(args.out),
     }
     with exit_on_user_error(log):
+        if {"mlflow-runs", "optimization-history"} & set(args.only):
+            _load_study(storage, args.study)  # before a browser starts: is there a study?
         for name in args.only:
             log.info("wrote %s", makers[name]())
     return 0

@@ -51,6 +51,20 @@ def test_a_missing_study_or_storage_names_the_command_that_makes_it(tmp_path: Pa
         images.optimization_history(SecretUrl(storage), "fmnist-accuracy", tmp_path)
 
 
+def test_the_runs_table_needs_the_studys_runs_before_a_browser_starts(tmp_path: Path) -> None:
+    from hpo.tracking.runs import tracking_client
+
+    store = SecretUrl(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(images.MissingInputError, match="make sweep EXPERIMENT=accuracy"):
+        images.mlflow_runs(store, "fmnist-accuracy", tmp_path)  # no experiment yet
+    client = tracking_client(store)
+    experiment = client.create_experiment(images.EXPERIMENT)
+    client.create_run(experiment, run_name="fmnist-quick")  # another study's parent run
+    with pytest.raises(images.MissingInputError, match="no MLflow run of study 'fmnist-acc"):
+        images.mlflow_runs(store, "fmnist-accuracy", tmp_path)
+    assert not (tmp_path / "mlflow-runs.png").exists()
+
+
 def test_the_confusion_matrix_is_best_evals_or_says_to_run_it(tmp_path: Path) -> None:
     reports, out = tmp_path / "reports", tmp_path / "out"
     out.mkdir()
