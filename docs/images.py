@@ -24,13 +24,14 @@ import logging
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import optuna
 from matplotlib.figure import Figure
@@ -174,7 +175,7 @@ def mlflow_runs(tracking: SecretUrl, study_name: str, out: Path) -> Path:
         raise MissingInputError(
             "Chromium not found: install Debian's `chromium` (sudo apt-get install chromium)"
         )
-    with _mlflow_ui(tracking) as base, sync_playwright() as playwright:
+    with serve_mlflow_ui(tracking) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True)
         try:
             # Wide enough for the runs table's name, date, duration and the added columns.
@@ -219,8 +220,9 @@ def _choose_columns(page: Any) -> None:
 
 
 @contextmanager
-def _mlflow_ui(tracking: SecretUrl) -> Iterator[str]:
-    """`mlflow ui` on the store, on a free local port: its address once healthy."""
+def serve_mlflow_ui(tracking: SecretUrl) -> Iterator[str]:
+    """`mlflow ui` on the store, on a free local port: its address once healthy (also the
+    browser test's server)."""
     import socket
 
     with socket.socket() as s:
@@ -230,24 +232,23 @@ def _mlflow_ui(tracking: SecretUrl) -> Iterator[str]:
         str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri",
         tracking.reveal(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, server)
-        yield base
-    finally:
-        server.terminate()
+    with tempfile.TemporaryFile("w+") as log_file:
+        server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            _wait_healthy(base, server, log_file)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
 
-def _wait_healthy(base: str, server: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(base: str, server: subprocess.Popen[bytes], log_file: IO[str]) -> None:
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"mlflow ui exited with {server.returncode}")
+    while time.monotonic() < deadline and server.poll() is None:
         try:
             with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
                 if response.status == 200:
@@ -255,7 +256,9 @@ def _wait_healthy(base: str, server: subprocess.Popen[bytes]) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"mlflow ui at {base} not healthy after 120 s")
+    log_file.seek(0)
+    state = "not healthy after 120 s" if server.poll() is None else f"exited {server.returncode}"
+    raise RuntimeError(f"mlflow ui at {base} {state}:\n{log_file.read()[-3000:]}")
 
 
 def _load_study(storage: SecretUrl, study_name: str) -> optuna.Study:

@@ -12,16 +12,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import system_check
 from hydra_cli import run_train_cli
-from ports import free_port
+
+from hpo.urls import SecretUrl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
+import images  # docs/ is a folder of scripts, not a package
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -67,42 +68,10 @@ def swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> tuple[str, 
 
 
 @pytest.fixture
-def mlflow_ui(swept: tuple[str, str], tmp_path: Path) -> Iterator[str]:
-    """`mlflow ui` on the sweep's store, on a free port: its address once healthy."""
-    port = free_port()
-    log = (tmp_path / "mlflow-ui.log").open("w")
-    command = [Path(sys.executable).with_name("mlflow"), "ui", "--backend-store-uri", swept[0]]
-    server = subprocess.Popen(
-        [*map(str, command), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(base, server, tmp_path / "mlflow-ui.log")
+def mlflow_ui(swept: tuple[str, str]) -> Iterator[str]:
+    """`mlflow ui` on the sweep's store, on a free port (as `make docs-images` serves it)."""
+    with images.serve_mlflow_ui(SecretUrl(swept[0])) as base:
         yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-
-
-def _wait_healthy(base: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"mlflow ui exited with {server.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"mlflow ui not healthy after 120 s:\n{log.read_text()}")
 
 
 def _printed_link(store: str, base: str) -> str:
@@ -153,11 +122,6 @@ def test_printed_link_opens_the_runs_table_with_the_trials_nested(swept, mlflow_
 def test_docs_images_draws_the_runs_table_of_a_real_sweep(swept, tmp_path: Path) -> None:
     """`make docs-images`'s screenshot on this sweep's store: the README's first picture."""
     from matplotlib.image import imread
-
-    sys.path.insert(0, str(ROOT / "docs"))
-    import images
-
-    from hpo.urls import SecretUrl
 
     _chromium()
     path = images.mlflow_runs(SecretUrl(swept[0]), STUDY, tmp_path)

@@ -342,14 +342,18 @@ def test_a_validated_retrain_with_the_trials_seed_reproduces_the_trial(stores) -
     assert any(not torch.equal(other.best_state[k], v) for k, v in result.best_state.items())
 
 
-def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp_path) -> None:
-    out = tmp_path / "check.json"
-    done = subprocess.run(  # as users run it
+def _run_bench(
+    script: str, stores, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run bench/<script> on the study as users run it; its output and JSON summary."""
+    out = tmp_path / f"{script}.json"
+    done = subprocess.run(
         [
             sys.executable,
-            "bench/retrain_check.py",
+            f"bench/{script}",
             *("--study", STUDY, "--storage", stores.storage, "--tracking-uri", stores.mlflow),
-            *("--seeds", "5", "6", "--json", str(out)),
+            *args,
+            *("--json", str(out)),
         ],
         cwd=Path(__file__).resolve().parents[3],
         capture_output=True,
@@ -357,7 +361,11 @@ def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    summary = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp_path) -> None:
+    done, summary = _run_bench("retrain_check.py", stores, tmp_path, "--seeds", "5", "6")
     trial = load_study(STUDY, stores.storage).best_trial
     assert (summary["trial"], summary["trial_val_acc"]) == (trial.number, trial.value)
     assert [r["seed"] for r in summary["retrains"]] == [5, 6]
@@ -367,21 +375,7 @@ def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp
 
 
 def test_the_tta_check_bench_scores_each_view_set_against_no_views(stores, tmp_path) -> None:
-    out = tmp_path / "tta.json"
-    done = subprocess.run(  # as users run it
-        [
-            sys.executable,
-            "bench/tta_check.py",
-            *("--study", STUDY, "--storage", stores.storage, "--tracking-uri", stores.mlflow),
-            *("--trials", "1", "--json", str(out)),
-        ],
-        cwd=Path(__file__).resolve().parents[3],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(out.read_text())
+    _, summary = _run_bench("tta_check.py", stores, tmp_path, "--trials", "1")
     (result,) = summary["results"]
     trial = load_study(STUDY, stores.storage).best_trial
     assert (result["trial"], result["trial_val_acc"]) == (trial.number, trial.value)
