@@ -22,25 +22,25 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import optuna
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from hpo.errors import UsageError, exit_on_user_error
-from hpo.paths import PROJECT_ROOT, sqlite_database
+from hpo.paths import PROJECT_ROOT
+from hpo.retest.best_trial import BestEvalError, load_study
+from hpo.services.mlflow_server import mlflow_executable, request_status
+from hpo.services.processes import wait_for
 from hpo.sweep.report import study_figures
-from hpo.sweep.storage import open_storage
 from hpo.tracking.runs import tracking_client
 from hpo.tracking.settings import TrackingSettings
 from hpo.tracking.ui import find_experiment_id, runs_url
@@ -168,7 +168,7 @@ def mlflow_runs(tracking: SecretUrl, study_name: str, out: Path) -> Path:
     if experiment is None or not client.search_runs([experiment], its_parent_run, max_results=1):
         raise MissingInputError(
             f"no MLflow run of study {study_name!r} in {tracking}: run its sweep first "
-            f"(`make sweep EXPERIMENT={study_name.removeprefix('fmnist-')}`)"
+            f"({_sweep_hint(study_name)})"
         )
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -223,20 +223,22 @@ def _choose_columns(page: Any) -> None:
 def serve_mlflow_ui(tracking: SecretUrl) -> Iterator[str]:
     """`mlflow ui` on the store, on a free local port: its address once healthy (also the
     browser test's server)."""
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     command = [
-        str(Path(sys.executable).with_name("mlflow")), "ui", "--backend-store-uri",
+        str(mlflow_executable()), "ui", "--backend-store-uri",
         tracking.reveal(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     with tempfile.TemporaryFile("w+") as log_file:
         server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_healthy(base, server, log_file)
+            health = f"{base}/health"
+            wait_for(lambda: server.poll() is not None or request_status(health) == 200, 120)
+            if request_status(health) != 200:
+                log_file.seek(0)
+                raise RuntimeError(f"mlflow ui at {base} is not up:\n{log_file.read()[-3000:]}")
             yield base
         finally:
             server.terminate()
@@ -246,32 +248,17 @@ def serve_mlflow_ui(tracking: SecretUrl) -> Iterator[str]:
                 server.kill()
 
 
-def _wait_healthy(base: str, server: subprocess.Popen[bytes], log_file: IO[str]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and server.poll() is None:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    log_file.seek(0)
-    state = "not healthy after 120 s" if server.poll() is None else f"exited {server.returncode}"
-    raise RuntimeError(f"mlflow ui at {base} {state}:\n{log_file.read()[-3000:]}")
-
-
 def _load_study(storage: SecretUrl, study_name: str) -> optuna.Study:
-    database = sqlite_database(storage)
-    if database is not None and not database.exists():
-        raise MissingInputError(f"no Optuna storage at {database}: run `make sweep` first")
+    """The study, opened as best-eval opens it (creating nothing)."""
     try:
-        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    except KeyError as exc:
-        raise MissingInputError(
-            f"no study {study_name!r} in {storage}: run its sweep first "
-            f"(`make sweep EXPERIMENT={study_name.removeprefix('fmnist-')}`)"
-        ) from exc
+        return load_study(study_name, storage)
+    except BestEvalError as exc:
+        raise MissingInputError(f"{exc}; this one: {_sweep_hint(study_name)}") from exc
+
+
+def _sweep_hint(study_name: str) -> str:
+    """The command that makes `study_name` (fmnist-<experiment>)."""
+    return f"`make sweep EXPERIMENT={study_name.removeprefix('fmnist-')}`"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
