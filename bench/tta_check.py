@@ -4,9 +4,11 @@ For the best top-budget trials of a study, rebuilds each trial's model with its 
 weights from MLflow (as `make best-eval` does) and scores the validation split with each
 set of views: the image alone, with its mirror image (`trainer.tta`), and with the mirror
 and the images shifted by one pixel (`trainer.tta_translate=1`, airbench's multi-view TTA,
-six forward passes). The comparison is paired (the same images, the same weights), so
-besides each accuracy it counts the images that each extra view set turns from wrong to
-right and from right to wrong: a gain much smaller than those counts is noise.
+six forward passes). It does the same for the best 2, 3, ... trials averaged (best-eval's
+`ensemble`, whose members are independently trained nets of nearby configurations).
+The comparison is paired (the same images, the same weights), so besides each accuracy it
+counts the images that each extra view set turns from wrong to right and from right to
+wrong: a gain much smaller than those counts is noise.
 
     .venv/bin/python bench/tta_check.py --study fmnist-accuracy [--trials 3]
         [--storage sqlite:///optuna.db] [--tracking-uri sqlite:///mlflow.db] [--json PATH]
@@ -22,15 +24,14 @@ from typing import Any
 
 import torch
 from cli_types import positive_int
-from optuna.trial import TrialState
 from report import publish
 from rich.console import Console
 from rich.table import Table
 
 from hpo import builders
 from hpo.paths import PROJECT_ROOT
-from hpo.retest.best_eval import rebuild
-from hpo.retest.best_trial import load_record, load_study
+from hpo.retest.best_eval import ensemble, rebuild
+from hpo.retest.best_trial import load_record, load_study, ranked_trials
 from hpo.tracking.settings import TrackingSettings
 from hpo.training.devices import configure_threads, resolve_device
 from hpo.training.loop import predict
@@ -56,46 +57,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check(args: argparse.Namespace) -> dict[str, Any]:
     study = load_study(args.study, SecretUrl(args.storage))
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    best = sorted(
-        complete, key=lambda t: t.value or 0.0, reverse=study.direction.name == "MAXIMIZE"
-    )
+    trials = ranked_trials(study, args.trials)
     settings = TrackingSettings(uri=SecretUrl(args.tracking_uri))
     device = resolve_device("auto")
     configure_threads(None)
+    records = [load_record(settings, study.study_name, trial) for trial in trials]
+    # Every trial of a study shares the split (data.split_seed) and, here, its statistics.
+    splits = builders.splits(records[0].config)
+    batches = splits.val_loader(
+        batch_size=1000, device=device, channels_last=bool(records[0].config.trainer.channels_last)
+    )
+    precision = resolve_precision(str(records[0].config.trainer.precision), device)
+    rebuilt = [rebuild(record, device, precision) for record in records]
+    # Each trial alone, then the best k averaged (best-eval's ensemble=k without retrain).
+    model_sets = [[i] for i in range(len(records))]
+    model_sets += [list(range(k)) for k in range(2, len(records) + 1)]
     results = []
-    splits = None
-    for trial in best[: args.trials]:
-        record = load_record(settings, study.study_name, trial)
-        precision = resolve_precision(str(record.config.trainer.precision), device)
-        retested = rebuild(record, device, precision)
-        if splits is None:  # every trial of a study shares the split (data.split_seed)
-            splits = builders.splits(record.config)
-        batches = splits.val_loader(
-            batch_size=1000, device=device, channels_last=bool(record.config.trainer.channels_last)
-        )
+    for indices in model_sets:
+        model = ensemble([rebuilt[i] for i in indices]).model
         correct: dict[str, torch.Tensor] = {}
         seconds: dict[str, float] = {}
-        for name, flip, shift in VIEWS:
-            model = FlipTTA(retested.model, shift) if flip else retested.model
+        for view, flip, shift in VIEWS:
             started = time.perf_counter()
-            logits, labels = predict(model, batches, precision)
-            seconds[name] = time.perf_counter() - started
-            correct[name] = logits.argmax(1) == labels
+            logits, labels = predict(FlipTTA(model, shift) if flip else model, batches, precision)
+            seconds[view] = time.perf_counter() - started
+            correct[view] = logits.argmax(1) == labels
         base = correct["none"]
         results.append(
             {
-                "trial": trial.number,
-                "trial_val_acc": trial.value,
+                "models": f"trial {trials[indices[0]].number}"
+                if len(indices) == 1
+                else f"best {len(indices)} averaged",
+                "trials": [trials[i].number for i in indices],
+                # The search's value of the set's best trial.
+                "searched_val_acc": trials[indices[0]].value,
                 "images": len(base),
                 "views": {
-                    name: {
-                        "val_acc": correct[name].float().mean().item(),
-                        "fixed": int((correct[name] & ~base).sum()),
-                        "broken": int((~correct[name] & base).sum()),
-                        "seconds": seconds[name],
+                    view: {
+                        "val_acc": correct[view].float().mean().item(),
+                        "fixed": int((correct[view] & ~base).sum()),
+                        "broken": int((~correct[view] & base).sum()),
+                        "seconds": seconds[view],
                     }
-                    for name, _, _ in VIEWS
+                    for view, _, _ in VIEWS
                 },
             }
         )
@@ -104,7 +108,7 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(summary: dict[str, Any], console: Console) -> None:
     table = Table(title=f"Test-time views on validation, study {summary['study']}")
-    for column in ("trial", "as searched", *summary["views"]):
+    for column in ("models", "as searched (best)", *summary["views"]):
         table.add_column(column, justify="right")
     for result in summary["results"]:
         cells = []
@@ -114,7 +118,7 @@ def render(summary: dict[str, Any], console: Console) -> None:
                 f"{view['val_acc']:.2%} (+{view['fixed']}/-{view['broken']}, "
                 f"{view['seconds']:.1f} s)"
             )
-        table.add_row(str(result["trial"]), f"{result['trial_val_acc']:.2%}", *cells)
+        table.add_row(result["models"], f"{result['searched_val_acc']:.2%}", *cells)
     console.print(table)
     console.print("(+fixed/-broken: images a view set turns right/wrong against no views)")
 

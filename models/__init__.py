@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from models.airbench import AirbenchNet
 from models.cnn import CNN
+from models.ensemble import ProbabilityEnsemble
 from models.flip_tta import FlipTTA
 from models.parameters import count_parameters
 from models.raw_pixels import RawPixelClassifier
@@ -18,6 +19,7 @@ __all__ = [
     "AirbenchNet",
     "FlipTTA",
     "PreActResNet",
+    "ProbabilityEnsemble",
     "RawPixelClassifier",
     "SeedCNN",
     "count_parameters",

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 # Attributes RawPixelClassifier reads from the model it wraps (its input shape).
-_SHAPE_ATTRIBUTES = ("in_channels", "image_size")
+SHAPE_ATTRIBUTES = ("in_channels", "image_size")
 
 
 class FlipTTA(nn.Module):
@@ -42,7 +42,7 @@ class FlipTTA(nn.Module):
         self.net = net
         self.translate = translate
         # Pass the input shape on, so RawPixelClassifier(FlipTTA(net)) checks it as for net.
-        for name in _SHAPE_ATTRIBUTES:
+        for name in SHAPE_ATTRIBUTES:
             if hasattr(net, name):
                 setattr(self, name, getattr(net, name))
 

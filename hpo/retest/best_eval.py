@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from data import TensorBatchLoader
 from hpo import builders
 from hpo.errors import exit_on_user_error, first_line
 from hpo.paths import PROJECT_ROOT
-from hpo.retest.best_trial import BestEvalError, TrialRecord, choose_trial, load_record, load_study
+from hpo.retest.best_trial import BestEvalError, TrialRecord, load_record, load_study, ranked_trials
 from hpo.retest.metrics import RetestReport, score_predictions
 from hpo.schema import register_configs
 from hpo.tracking.figures import confusion_matrices, learning_curves, prediction_grid
@@ -38,7 +39,7 @@ from hpo.training.loop import FitResult, fit, predict
 from hpo.training.precision import Precision, resolve_precision
 from hpo.training.seeding import seed_everything
 from hpo.urls import SecretUrl
-from models import FlipTTA, RawPixelClassifier
+from models import FlipTTA, ProbabilityEnsemble, RawPixelClassifier
 
 log = logging.getLogger(__name__)
 # Before Hydra composes conf/best_eval.yaml.
@@ -68,6 +69,8 @@ class Retested:
     precision: Precision
     # True when `model` is wrapped in FlipTTA (tested and registered with the flip).
     tta: bool = False
+    # What `model` averages, e.g. ("trial 11 retrained on 60000 images", "trial 11").
+    members: tuple[str, ...] = ()
 
 
 def best_eval(cfg: DictConfig) -> dict[str, Any]:
@@ -78,9 +81,15 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     storage = SecretUrl(cfg.storage)  # shown masked in the log and the report
     log.info("Loading study %s from %s", repr(cfg.study) if cfg.study else "(latest)", storage)
     study = load_study(cfg.study, storage)
-    trial = choose_trial(study, cfg.objective_index)
-    record = load_record(settings, study.study_name, trial)
-    log.info("Best trial %d (run %s): %s", trial.number, record.run_id, trial.params)
+    if int(cfg.ensemble) < 1:
+        raise BestEvalError(f"ensemble={cfg.ensemble}: it must be 1 (one model) or more")
+    # The trials whose own weights are tested: with retrain, the retrained model takes one
+    # of the ensemble's places.
+    checkpoints = int(cfg.ensemble) - 1 if cfg.retrain else int(cfg.ensemble)
+    trials = ranked_trials(study, max(checkpoints, 1), cfg.objective_index)
+    records = [load_record(settings, study.study_name, trial) for trial in trials]
+    record = records[0]
+    log.info("Best trial %d (run %s): %s", record.trial.number, record.run_id, record.trial.params)
     device = resolve_device("auto")
     # Runs recorded before trainer.precision existed trained in fp32.
     precision = resolve_precision(
@@ -88,14 +97,18 @@ def best_eval(cfg: DictConfig) -> dict[str, Any]:
     )
     configure_threads(None)
     keep_freed_memory()
-    retested = (
-        _retrain(record, cfg.epochs, device, precision)
-        if cfg.retrain
-        else rebuild(record, device, precision)
-    )
+    parts = [_retrain(record, cfg.epochs, device, precision)] if cfg.retrain else []
+    parts += [rebuild(r, device, precision) for r in records[:checkpoints]]
+    retested = ensemble(parts)
+    if len(parts) > 1:
+        log.info(
+            "Ensemble: class probabilities averaged over %d models: %s",
+            len(parts),
+            "; ".join(retested.members),
+        )
     if _tta(cfg, record):
-        # The trial's own views: the mirror image, and the shifted images if it used them.
-        translate = int(OmegaConf.select(record.config, "trainer.tta_translate", default=0))
+        # The mirror image, and the shifted images if the trial used them (or tta_translate).
+        translate = _tta_translate(cfg, record)
         log.info(
             "Test-time augmentation on: logits averaged with the mirror image%s",
             f" and the images shifted by {translate} px" if translate else "",
@@ -139,6 +152,24 @@ def _tta(cfg: DictConfig, record: TrialRecord) -> bool:
     return bool(OmegaConf.select(record.config, "trainer.tta", default=False))
 
 
+def _tta_translate(cfg: DictConfig, record: TrialRecord) -> int:
+    """best-eval's `tta_translate` when set, else the trial's own trainer.tta_translate."""
+    if cfg.tta_translate is not None:
+        return int(cfg.tta_translate)
+    return int(OmegaConf.select(record.config, "trainer.tta_translate", default=0))
+
+
+def ensemble(parts: Sequence[Retested]) -> Retested:
+    """`parts` as one model that averages their class probabilities (`ProbabilityEnsemble`),
+    fed with the first part's normalisation and scored under its precision; the first part
+    itself when it is the only one (also `bench/tta_check.py`'s)."""
+    if len(parts) == 1:
+        return parts[0]
+    model = ProbabilityEnsemble([p.model for p in parts], stats=[(p.mean, p.std) for p in parts])
+    members = tuple(member for p in parts for member in p.members)
+    return replace(parts[0], model=model, members=members)
+
+
 def rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> Retested:
     """The trial's own model with its best-epoch weights, as the search chose it (also
     `bench/tta_check.py`'s)."""
@@ -151,7 +182,14 @@ def rebuild(record: TrialRecord, device: torch.device, precision: Precision) -> 
             f"the trial's config.yaml ({first_line(exc)})"
         ) from exc
     mean, std = float(record.meta["mean"]), float(record.meta["std"])
-    return Retested(model.to(device), mean, std, "checkpoint", precision)
+    return Retested(
+        model.to(device),
+        mean,
+        std,
+        "checkpoint",
+        precision,
+        members=(f"trial {record.trial.number}",),
+    )
 
 
 def _retrain(
@@ -210,7 +248,16 @@ def retrain(
         model, batches, val_batches, optimizer=optimizer, scheduler=scheduler, settings=settings
     )
     model.load_state_dict(result.best_state)  # the final weights (the average's under EMA)
-    return Retested(model, data.mean, data.std, "retrain", precision), result
+    described = f"trial {record.trial.number} retrained on {len(data.train_labels)} images"
+    retested = Retested(
+        model,
+        data.mean,
+        data.std,
+        "retrain",
+        precision,
+        members=(f"{described} (seed {cfg.seed})",),
+    )
+    return retested, result
 
 
 def _test_logits(
@@ -272,7 +319,12 @@ def _register(
         name=cfg.model_name,
         test_acc=report.accuracy,
         example=images[:4].float(),
-        tags={"study": record.study_name, "trial": record.trial.number, "source": retested.source},
+        tags={
+            "study": record.study_name,
+            "trial": record.trial.number,
+            "source": retested.source,
+            "ensemble": "; ".join(retested.members),
+        },
     )
     log.info("%s", registration.describe())
     return registration
@@ -287,10 +339,17 @@ def _tags(record: TrialRecord, retested: Retested) -> dict[str, str]:
         "source": retested.source,
         "precision": retested.precision.name,
         "tta": str(retested.tta).lower(),
+        "ensemble": "; ".join(retested.members),
         "mlflow.note.content": (
             f"Test-set retest of trial {record.trial.number} of study {record.study_name} "
             f"(trial run {record.run_id}, study run {record.parent_run_id}); "
-            f"weights from: {retested.source}."
+            f"weights from: {retested.source}"
+            + (
+                f"; probabilities averaged over {_listed(retested.members)}"
+                if len(retested.members) > 1
+                else ""
+            )
+            + "."
         ),
     }
 
@@ -323,6 +382,7 @@ def _summary_dict(
         "weights": retested.source,
         "precision": retested.precision.name,
         "tta": retested.tta,
+        "ensemble": list(retested.members),
         "val_acc": record.val_acc,
         "test": report.to_dict(),
         "baseline_test_acc": cfg.baseline_test_acc,
@@ -352,6 +412,7 @@ def _markdown(summary: dict[str, Any], report: RetestReport) -> str:
         f"- Params: `{json.dumps(summary['params'])}`",
         f"- Weights: {summary['weights']}{' with flip TTA' if summary['tta'] else ''} "
         f"(trial run `{summary['trial_run_id']}`)",
+        f"- Models averaged: {_listed(summary['ensemble'])}",
         f"- **Test accuracy: {report.accuracy:.4f}** (95% CI {low:.4f}-{high:.4f}, "
         f"{report.num_samples} images), test loss {report.loss:.4f}",
         f"- Validation accuracy of the trial: {_pct(summary['val_acc'])}",
@@ -373,8 +434,12 @@ def _markdown(summary: dict[str, Any], report: RetestReport) -> str:
         "",
     ]
     if "registry" in summary:
-        lines.insert(6, f"- Registry: {summary['registry']['note']}")
+        lines.insert(7, f"- Registry: {summary['registry']['note']}")
     return "\n".join(lines)
+
+
+def _listed(members: Sequence[str]) -> str:
+    return "; ".join(members) if len(members) > 1 else "one (no ensemble)"
 
 
 def _pairs(report: RetestReport) -> str:
@@ -398,6 +463,8 @@ def _summary_table(summary: dict[str, Any], out_dir: Path) -> Table:
         "study / trial", f"{summary['study']} / {summary['trial']} ({summary['weights']})"
     )
     table.add_row("params", json.dumps(summary["params"]))
+    if len(summary["ensemble"]) > 1:
+        table.add_row("models averaged", "\n".join(summary["ensemble"]))
     table.add_row("validation acc", _pct(summary["val_acc"]))
     table.add_row("test acc", f"{test['accuracy']:.4f} (95% CI {low:.4f}-{high:.4f})")
     table.add_row(

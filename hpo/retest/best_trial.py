@@ -113,6 +113,38 @@ def choose_trial(study: optuna.Study, objective_index: int = 0) -> FrozenTrial:
     return front[-1] if maximize else front[0]
 
 
+def ranked_trials(study: optuna.Study, count: int, objective_index: int = 0) -> list[FrozenTrial]:
+    """`choose_trial`'s trial, then the next best completed trials on objective
+    `objective_index`: up to `count` in all (best-eval's `ensemble`).
+
+    Completed trials only: under `hydra.sweeper.fidelity` those are the top-budget runs
+    (lower rungs end PRUNED), so no member was trained with a smaller budget. Fewer than
+    `count` are returned, with a warning, when fewer have completed.
+    """
+    if count < 1:
+        raise BestEvalError(f"ensemble={count}: it must be 1 (one model) or more")
+    chosen = choose_trial(study, objective_index)
+    sign = -1.0 if study.directions[objective_index].name == "MAXIMIZE" else 1.0
+    others = sorted(
+        (
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.number != chosen.number
+        ),
+        key=lambda t: (sign * t.values[objective_index], t.number),
+    )
+    ranked = [chosen, *others[: count - 1]]
+    if len(ranked) < count:
+        log.warning(
+            "ensemble=%d but study %r has %d completed (top-budget) trial(s): averaging %d",
+            count,
+            study.study_name,
+            len(ranked),
+            len(ranked),
+        )
+    return ranked
+
+
 def load_record(settings: TrackingSettings, study_name: str, trial: FrozenTrial) -> TrialRecord:
     """Download the trial run's config, best-epoch weights and metrics."""
     run = find_trial_run(settings, study_name, trial.number)

@@ -375,17 +375,27 @@ def test_the_retrain_check_bench_reports_each_seed_against_the_trial(stores, tmp
 
 
 def test_the_tta_check_bench_scores_each_view_set_against_no_views(stores, tmp_path) -> None:
-    _, summary = _run_bench("tta_check.py", stores, tmp_path, "--trials", "1")
-    (result,) = summary["results"]
-    trial = load_study(STUDY, stores.storage).best_trial
-    assert (result["trial"], result["trial_val_acc"]) == (trial.number, trial.value)
-    views = result["views"]
-    assert list(views) == ["none", "flip", "flip + shift 1"]
-    assert views["none"]["fixed"] == views["none"]["broken"] == 0  # the baseline itself
-    # The trial validated with the views of its own trainer.tta: its value is one of these.
-    tta = bool(load_record(stores.settings, STUDY, trial).config.trainer.tta)
-    assert views["flip" if tta else "none"]["val_acc"] == pytest.approx(trial.value, abs=1e-6)
-    # Paired counts add up: accuracy(view) - accuracy(none) = (fixed - broken) / images.
-    for view in views.values():
-        gain = (view["fixed"] - view["broken"]) / result["images"]
-        assert view["val_acc"] - views["none"]["val_acc"] == pytest.approx(gain, abs=1e-6)
+    _, summary = _run_bench("tta_check.py", stores, tmp_path, "--trials", "2")
+    study = load_study(STUDY, stores.storage)
+    best, second = sorted(study.trials, key=lambda t: (-(t.value or 0.0), t.number))[:2]
+    # Each trial alone, best first, then the two averaged.
+    assert [r["trials"] for r in summary["results"]] == [
+        [best.number],
+        [second.number],
+        [best.number, second.number],
+    ]
+    assert summary["results"][2]["models"] == "best 2 averaged"
+    for result, trial in zip(summary["results"], (best, second), strict=False):
+        assert result["searched_val_acc"] == trial.value
+        views = result["views"]
+        # The trial validated with the views of its own trainer.tta: its value is one of these.
+        tta = bool(load_record(stores.settings, STUDY, trial).config.trainer.tta)
+        assert views["flip" if tta else "none"]["val_acc"] == pytest.approx(trial.value, abs=1e-6)
+    for result in summary["results"]:
+        views = result["views"]
+        assert list(views) == ["none", "flip", "flip + shift 1"]
+        assert views["none"]["fixed"] == views["none"]["broken"] == 0  # the baseline itself
+        # Paired counts add up: accuracy(view) - accuracy(none) = (fixed - broken) / images.
+        for view in views.values():
+            gain = (view["fixed"] - view["broken"]) / result["images"]
+            assert view["val_acc"] - views["none"]["val_acc"] == pytest.approx(gain, abs=1e-6)
