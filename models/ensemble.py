@@ -56,7 +56,9 @@ class ProbabilityEnsemble(nn.Module):
             )
         for mean, std in stats:
             if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-                raise ValueError(f"ProbabilityEnsemble: (mean={mean}, std={std}) needs std > 0")
+                raise ValueError(
+                    f"ProbabilityEnsemble: (mean={mean}, std={std}) must be finite, with std > 0"
+                )
         self.members = nn.ModuleList(members)
         mean_0, std_0 = stats[0]
         self.register_buffer("scale", torch.tensor([std_0 / std for _, std in stats]))

@@ -136,7 +136,8 @@ def ranked_trials(study: optuna.Study, count: int, objective_index: int = 0) -> 
     ranked = [chosen, *others[: count - 1]]
     if len(ranked) < count:
         log.warning(
-            "ensemble=%d but study %r has %d completed (top-budget) trial(s): averaging %d",
+            "%d of the best trials asked for, but study %r has %d completed (top-budget) "
+            "trial(s): using %d",
             count,
             study.study_name,
             len(ranked),

@@ -25,7 +25,7 @@ from hpo.retest.best_trial import (
 from hpo.tracking.registry import champion_version, load_champion
 from hpo.tracking.runs import tracking_client
 from hpo.tracking.settings import TrackingSettings
-from hpo.training.loop import FitResult, TrainSettings, evaluate, fit
+from hpo.training.loop import FitResult, TrainSettings, evaluate, fit, predict
 from hpo.training.precision import FP32, Precision, resolve_precision
 from models import FlipTTA, RawPixelClassifier
 
@@ -295,6 +295,75 @@ def test_tta_trial_is_tested_and_registered_with_the_flip(tmp_path, monkeypatch)
         plain_loss = torch.nn.functional.cross_entropy(plain(images.float()), labels).item()
     assert without["test"]["loss"] == pytest.approx(plain_loss, rel=1e-5)
     assert without["test"]["loss"] != pytest.approx(report["test"]["loss"], rel=1e-4)
+
+
+def _ranked(stores: Stores) -> list:
+    study = load_study(STUDY, stores.storage)
+    return sorted(study.trials, key=lambda t: (-(t.value or 0.0), t.number))
+
+
+def test_ensemble_tests_the_best_trials_probabilities_averaged(stores, monkeypatch, tmp_path):
+    args = stores.best_eval_args("ensemble=2", "register=false", f"reports_dir={tmp_path}")
+    assert run_hydra_main(monkeypatch, best_eval.main, *args) == 0
+    report = json.loads((tmp_path / f"{STUDY}/report.json").read_text())
+    best, second = _ranked(stores)[:2]
+    assert report["ensemble"] == [f"trial {best.number}", f"trial {second.number}"]
+    assert report["trial"] == best.number and report["weights"] == "checkpoint"
+
+    # What was tested: both trials' own weights, their softmax averaged (then argmax).
+    records = [load_record(stores.settings, STUDY, t) for t in (best, second)]
+    images, labels = instantiate(records[0].config.data).load_test()
+    probs = []
+    for record in records:
+        model = instantiate(record.config.model)
+        model.load_state_dict(record.state_dict)
+        test = TensorBatchLoader(
+            images,
+            labels,
+            batch_size=1000,
+            mean=record.meta["mean"],
+            std=record.meta["std"],
+            shuffle=False,
+        )
+        precision = resolve_precision(record.config.trainer.precision, torch.device("cpu"))
+        logits, _ = predict(model, test, precision)
+        probs.append(logits.softmax(1))
+    averaged = (probs[0] + probs[1]) / 2
+    assert report["test"]["accuracy"] == (averaged.argmax(1) == labels).double().mean().item()
+    # The two nets disagree somewhere, or the test could not tell an ensemble from one net.
+    assert (probs[0].argmax(1) != probs[1].argmax(1)).any()
+    markdown = (tmp_path / f"{STUDY}/report.md").read_text()
+    assert f"Models averaged: trial {best.number}; trial {second.number}" in markdown
+    run = tracking_client(stores.mlflow).get_run(report["mlflow_run_id"])
+    assert run.data.tags["ensemble"] == f"trial {best.number}; trial {second.number}"
+
+
+def test_ensemble_with_retrain_joins_the_retrain_and_the_best_trials_weights(
+    stores, monkeypatch, tmp_path
+) -> None:
+    calls = _spy_on_fit(monkeypatch)
+    args = stores.best_eval_args(
+        "retrain=true", "epochs=1", "ensemble=2", "register=false", f"reports_dir={tmp_path}"
+    )
+    assert run_hydra_main(monkeypatch, best_eval.main, *args) == 0
+    report = json.loads((tmp_path / f"{STUDY}/report.json").read_text())
+    best = _ranked(stores)[0]
+    seed = int(load_record(stores.settings, STUDY, best).config.seed)
+    assert len(calls) == 1  # one retrain; the other member is the trial's checkpoint
+    assert report["ensemble"] == [
+        f"trial {best.number} retrained on 768 images (seed {seed})",
+        f"trial {best.number}",
+    ]
+    assert report["weights"] == "retrain"
+
+
+def test_ensemble_below_one_is_refused_before_any_work(stores, monkeypatch, capfd) -> None:
+    calls = _spy_on_fit(monkeypatch)
+    args = stores.best_eval_args("ensemble=0", "retrain=true", "register=false")
+    assert run_hydra_main(monkeypatch, best_eval.main, *args) == 2
+    out, err = capfd.readouterr()
+    assert "ensemble=0: it must be 1 (one model) or more" in out + err and "Traceback" not in err
+    assert calls == []
 
 
 def test_cli_errors_exit_2_with_the_message(stores, monkeypatch, capfd) -> None:

@@ -10,7 +10,7 @@ import optuna
 import pytest
 import torch
 from optuna.distributions import FloatDistribution
-from optuna.trial import FrozenTrial, create_trial
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hpo.retest.best_trial import (
     BestEvalError,
@@ -18,6 +18,7 @@ from hpo.retest.best_trial import (
     choose_trial,
     load_record,
     load_study,
+    ranked_trials,
 )
 from hpo.tracking import recording
 from hpo.tracking.runs import open_run, open_study_run
@@ -55,6 +56,40 @@ def test_choose_trial_errors() -> None:
         BestEvalError, match=r"'empty' has no completed trial yet; run `make sweep`"
     ):
         choose_trial(empty)
+
+
+@pytest.mark.parametrize(
+    ("directions", "values", "count", "expected"),
+    [
+        (["maximize"], [[0.8], [0.9], [0.85], [0.9]], 3, [1, 3, 2]),  # ties: earlier first
+        (["minimize"], [[0.8], [0.9], [0.7]], 2, [2, 0]),
+        (["maximize"], [[0.8], [0.9]], 1, [1]),
+        # The Pareto pick first (best params count), then the rest by that objective.
+        (["maximize", "minimize"], [[0.9, 500], [0.8, 100], [0.7, 200], [0.95, 900]], 3, [1, 2, 0]),
+    ],
+)
+def test_ranked_trials_starts_with_the_chosen_trial(directions, values, count, expected) -> None:
+    study = _study_with(directions, values)
+    index = 1 if len(directions) > 1 else 0
+    assert [t.number for t in ranked_trials(study, count, index)] == expected
+
+
+def test_ranked_trials_skips_runs_below_the_top_budget(caplog) -> None:
+    """Under hydra.sweeper.fidelity a lower-rung run ends PRUNED with its (here higher)
+    value: it never joins an ensemble, whose members all trained with the full budget."""
+    study = _study_with(["maximize"], [[0.90], [0.91]])
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED, intermediate_values={7: 0.99}, params={}, distributions={}
+        )
+    )
+    with caplog.at_level(logging.WARNING):
+        ranked = ranked_trials(study, 3)
+    assert [t.number for t in ranked] == [1, 0]
+    assert "3 of the best trials asked for, but study" in caplog.text
+    assert "has 2 completed (top-budget) trial(s): using 2" in caplog.text
+    with pytest.raises(BestEvalError, match="ensemble=0"):
+        ranked_trials(study, 0)
 
 
 def test_load_study_opens_only_what_exists(tmp_path: Path) -> None:
