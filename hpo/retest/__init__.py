@@ -1,7 +1,9 @@
 """Retest room: the only code that reads the official test set.
 
-- `best_trial`: find a study's best trial and what its MLflow run recorded (read-only).
-- `best_eval`: `make best-eval`: retest that trial once on the test set, report, register.
+- `best_trial`: find a study's best trial (or best few, for an ensemble) and what its MLflow
+  run recorded (read-only).
+- `best_eval`: `make best-eval`: retest that trial (retrained, or averaged with the next
+  best) once on the test set, report, register.
 - `metrics`: accuracy with its interval, per-class scores, confusion (plain torch).
 - `predict`: `make predict`: classify image files with the registered champion.
 
