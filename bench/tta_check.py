@@ -62,19 +62,23 @@ def check(args: argparse.Namespace) -> dict[str, Any]:
     device = resolve_device("auto")
     configure_threads(None)
     records = [load_record(settings, study.study_name, trial) for trial in trials]
-    # Every trial of a study shares the split (data.split_seed) and, here, its statistics.
+    # Every trial of a study shares the split (data.split_seed) and its statistics.
     splits = builders.splits(records[0].config)
     batches = splits.val_loader(
         batch_size=1000, device=device, channels_last=bool(records[0].config.trainer.channels_last)
     )
-    precision = resolve_precision(str(records[0].config.trainer.precision), device)
-    rebuilt = [rebuild(record, device, precision) for record in records]
+    # Each model under its trial's own autocast; an average under its best member's.
+    rebuilt = [
+        rebuild(r, device, resolve_precision(str(r.config.trainer.precision), device))
+        for r in records
+    ]
     # Each trial alone, then the best k averaged (best-eval's ensemble=k without retrain).
     model_sets = [[i] for i in range(len(records))]
     model_sets += [list(range(k)) for k in range(2, len(records) + 1)]
     results = []
     for indices in model_sets:
-        model = ensemble([rebuilt[i] for i in indices]).model
+        combined = ensemble([rebuilt[i] for i in indices])
+        model, precision = combined.model, combined.precision
         correct: dict[str, torch.Tensor] = {}
         seconds: dict[str, float] = {}
         for view, flip, shift in VIEWS:
