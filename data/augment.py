@@ -22,6 +22,12 @@ class BatchAugment:
 
     Args:
         flip: flip each sample horizontally with probability 0.5.
+        alternate_flip: with `flip`, airbench's alternating flip: the loader gives each
+            image a random flip state in the first epoch and the opposite of its previous
+            state in every later one, so every image is seen flipped in half of the epochs
+            and both views come back-to-back (random flips repeat a view about half the
+            time). The loader passes that state as `flip_mask`; called without one, the
+            flip is random.
         crop_padding: pad by this many pixels on every side and crop back to the original
             size at a random offset, i.e. a random translation of up to +-padding pixels.
         erase_prob: probability that a sample gets one erased rectangle.
@@ -35,6 +41,7 @@ class BatchAugment:
         self,
         *,
         flip: bool = False,
+        alternate_flip: bool = False,
         crop_padding: int = 0,
         erase_prob: float = 0.0,
         erase_scale: tuple[float, float] = (0.02, 0.25),
@@ -43,11 +50,20 @@ class BatchAugment:
     ) -> None:
         if not isinstance(flip, bool):
             raise TypeError(f"flip must be true or false, got {flip!r}")
+        if not isinstance(alternate_flip, bool):
+            raise TypeError(f"alternate_flip must be true or false, got {alternate_flip!r}")
+        if alternate_flip and not flip:
+            raise ValueError(
+                "alternate_flip=true needs flip=true: it chooses which epochs flip an image, "
+                "so without flipping it does nothing; set augmentation.flip=true or "
+                "augmentation.alternate_flip=false"
+            )
         if isinstance(crop_padding, bool) or not isinstance(crop_padding, int):
             raise TypeError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
         if crop_padding < 0:
             raise ValueError(f"crop_padding must be >= 0 (0 disables the crop), got {crop_padding}")
         self.flip = flip
+        self.alternate_flip = alternate_flip
         self.crop_padding = crop_padding
         self.erase_prob = _number("erase_prob", erase_prob, 0.0, 1.0)
         self.erase_scale = _pair("erase_scale", erase_scale, 1.0)
@@ -61,17 +77,22 @@ class BatchAugment:
 
     def __repr__(self) -> str:
         return (
-            f"BatchAugment(flip={self.flip}, crop_padding={self.crop_padding}, "
+            f"BatchAugment(flip={self.flip}, alternate_flip={self.alternate_flip}, "
+            f"crop_padding={self.crop_padding}, "
             f"erase_prob={self.erase_prob}, erase_scale={self.erase_scale}, "
             f"erase_ratio={self.erase_ratio}, erase_value={self.erase_value})"
         )
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator, flip_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Augment a float batch.
 
         Args:
             x: float tensor (B, C, H, W), contiguous or channels_last.
             generator: source of all randomness; random tensors are drawn on its device.
+            flip_mask: bool (B,), which samples to flip, in place of random flips (the
+                loader's alternating flip); ignored without `flip`.
 
         Returns:
             A tensor with the shape, dtype, device and memory layout of `x`.
@@ -83,7 +104,7 @@ class BatchAugment:
             return x
         out = x
         if self.flip:
-            out = self._flip(out, generator)
+            out = self._flip(out, generator, flip_mask)
         if self.crop_padding:
             out = self._crop(out, generator)
         if self.erase_prob > 0.0:
@@ -93,8 +114,18 @@ class BatchAugment:
             out = torch.empty_like(x).copy_(out)
         return out
 
-    def _flip(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        flip = _rand((x.shape[0],), generator, x.device) < 0.5
+    def _flip(
+        self, x: torch.Tensor, generator: torch.Generator, flip_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        if flip_mask is None:
+            flip = _rand((x.shape[0],), generator, x.device) < 0.5
+        elif flip_mask.shape != (x.shape[0],) or flip_mask.dtype != torch.bool:
+            raise ValueError(
+                f"flip_mask must be a bool tensor of shape ({x.shape[0]},), one per sample, "
+                f"got {flip_mask.dtype} {tuple(flip_mask.shape)}"
+            )
+        else:
+            flip = flip_mask.to(x.device)
         return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
     def _crop(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -39,7 +39,10 @@ class TensorBatchLoader:
         std: standard deviation in [0, 1] units, > 0.
         shuffle: draw a new permutation each epoch; otherwise keep the stored order.
         seed: seed (>= 0) of the permutation and augmentation generators.
-        augment: whole-batch augmentation applied after normalisation, or None.
+        augment: whole-batch augmentation applied after normalisation, or None. With its
+            `alternate_flip`, the loader decides the flips: a random state per image, drawn
+            once, in even epochs (counted by `epochs`, the passes started) and its opposite
+            in odd ones.
         device: where the images are stored and batches are produced.
         channels_last: return batches in channels_last memory format.
         drop_last: drop the final incomplete batch.
@@ -75,6 +78,14 @@ class TensorBatchLoader:
         perm_seed, aug_seed = np.random.SeedSequence(seed).generate_state(2, dtype=np.uint64)
         self._perm_gen = torch.Generator(device=self.device).manual_seed(int(perm_seed))
         self._aug_gen = torch.Generator(device=self.device).manual_seed(int(aug_seed))
+        # Alternating flip: each image's flip state in even epochs (odd ones take the
+        # opposite), drawn once; epochs counts the passes started so far.
+        self._flip_even: torch.Tensor | None = None
+        if self.augment is not None and self.augment.alternate_flip:
+            self._flip_even = (
+                torch.rand(self.num_samples, generator=self._aug_gen, device=self.device) < 0.5
+            )
+        self.epochs = 0
 
     @property
     def num_samples(self) -> int:
@@ -92,6 +103,8 @@ class TensorBatchLoader:
         return math.ceil(self.num_samples / self._batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        odd_epoch = self.epochs % 2 == 1
+        self.epochs += 1
         order = None
         if self.shuffle:
             order = torch.randperm(
@@ -102,15 +115,19 @@ class TensorBatchLoader:
             stop = min(start + self._batch_size, self.num_samples)
             if order is None:
                 x_u8, y = self._images[start:stop], self._labels[start:stop]
+                flips = None if self._flip_even is None else self._flip_even[start:stop]
             else:
                 idx = order[start:stop]
                 x_u8, y = self._images.index_select(0, idx), self._labels.index_select(0, idx)
-            yield self._prepare(x_u8), y
+                flips = None if self._flip_even is None else self._flip_even[idx]
+            if flips is not None and odd_epoch:
+                flips = ~flips
+            yield self._prepare(x_u8, flips), y
 
-    def _prepare(self, x_u8: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, x_u8: torch.Tensor, flips: torch.Tensor | None = None) -> torch.Tensor:
         x = x_u8.float().sub_(self._shift).div_(self._scale)  # float32 (B, C, H, W)
         if self.augment is not None:
-            x = self.augment(x, self._aug_gen)
+            x = self.augment(x, self._aug_gen, flips)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x

@@ -17,7 +17,7 @@ from data import DatasetFileError, DataSplits, TensorBatchLoader
 from hpo.config_checks import ConfigError
 from hpo.errors import DataError
 from hpo.training.loop import TrainSettings
-from hpo.training.param_groups import no_decay_norm_bias
+from hpo.training.param_groups import parameter_groups
 from hpo.training.precision import Precision
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,13 @@ def optimization(
 ) -> tuple[torch.optim.Optimizer, LRScheduler, TrainSettings]:
     """Optimizer, per-batch schedule and loop settings for `epochs` (default: the config's)."""
     epochs = epochs or cfg.trainer.epochs
-    params = no_decay_norm_bias(net) if cfg.trainer.no_decay_norm_bias else net.parameters()
+    params = parameter_groups(
+        net,
+        no_decay=cfg.trainer.no_decay_norm_bias,
+        norm_bias_lr_scale=float(cfg.trainer.norm_bias_lr_scale),
+        lr=float(cfg.optimizer.lr),
+        weight_decay=float(cfg.optimizer.get("weight_decay", 0.0)),
+    )
     optimizer = build(cfg.optimizer)(params)
     scheduler = build(cfg.scheduler)(optimizer, total_steps=epochs * steps_per_epoch)
     settings = TrainSettings(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -86,6 +87,10 @@ VALUE_RULES: dict[str, Rule] = {
         "null (off) or a decay in (0, 1), e.g. 0.999",
     ),
     "trainer.ema_warmup_epochs": (lambda v: v >= 0, "an integer >= 0"),
+    "trainer.norm_bias_lr_scale": (
+        lambda v: math.isfinite(v) and v > 0,
+        "a number > 0 (1 = the optimizer's lr; airbench: 64)",
+    ),
     "trainer.precision": (
         lambda v: v in PRECISION_CHOICES,
         f"one of {', '.join(PRECISION_CHOICES)}",

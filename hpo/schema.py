@@ -39,6 +39,7 @@ class TrainerConf:
     tta: bool = MISSING
     tta_translate: int = MISSING
     no_decay_norm_bias: bool = MISSING
+    norm_bias_lr_scale: float = MISSING
 
 
 @dataclass

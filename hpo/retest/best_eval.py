@@ -54,6 +54,7 @@ _ADDED_TRAINER_KEYS = {
     "tta": False,
     "tta_translate": 0,
     "no_decay_norm_bias": False,
+    "norm_bias_lr_scale": 1.0,
 }
 
 

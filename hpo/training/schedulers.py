@@ -52,7 +52,8 @@ def onecycle(
     max_lr: float,
     pct_start: float = 0.25,
 ) -> LRScheduler:
-    """Smith's one-cycle policy peaking at `max_lr` (the optimizer's lr by default).
+    """Smith's one-cycle policy peaking at `max_lr` (the optimizer's lr by default; a parameter
+    group with its own lr peaks at the same multiple of it).
 
     Very short runs (a few batches, as in smoke tests) get at least two steps per phase,
     which torch's OneCycleLR needs; under four steps in all the rate stays constant.
@@ -63,7 +64,11 @@ def onecycle(
     if total_steps < 4:
         return constant(optimizer, total_steps=total_steps)
     pct_start = min(max(pct_start, 2 / total_steps), 1 - 2 / total_steps)
-    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start)
+    # A group with its own lr (trainer.norm_bias_lr_scale) keeps its ratio to the optimizer's:
+    # a single max_lr would set every group to the same peak.
+    base = optimizer.defaults["lr"]
+    peaks = [max_lr * group["lr"] / base for group in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps, pct_start=pct_start)
 
 
 def linear_warmup(

@@ -27,6 +27,8 @@ ALL_ON: dict[str, Any] = {"flip": True, "crop_padding": 2, "erase_prob": 0.5}
     ("kwargs", "error", "needle"),
     [
         ({"flip": 1}, TypeError, "flip"),
+        ({"flip": True, "alternate_flip": "yes"}, TypeError, "alternate_flip"),
+        ({"alternate_flip": True}, ValueError, "alternate_flip=true needs flip=true"),
         ({"crop_padding": -1}, ValueError, "crop_padding"),
         ({"crop_padding": 1.5}, TypeError, "crop_padding"),
         ({"erase_prob": 1.5}, ValueError, "erase_prob"),
@@ -173,3 +175,22 @@ def test_rejects_non_batches(bad: torch.Tensor) -> None:
 def test_empty_batch_passes_through() -> None:
     x = torch.zeros(0, 1, 8, 8)
     assert BatchAugment(**ALL_ON)(x, _gen()).shape == x.shape
+
+
+def test_flip_mask_chooses_exactly_the_flipped_samples() -> None:
+    x = _batch(8)
+    mask = torch.tensor([True, False, False, True, True, False, True, False])
+    g = _gen(5)
+    out = BatchAugment(flip=True, alternate_flip=True)(x, g, mask)
+    assert torch.equal(out[mask], x[mask].flip(-1))
+    assert torch.equal(out[~mask], x[~mask])
+    # The mask replaces the flip's draw: the generator is left untouched for the next transform.
+    assert torch.equal(g.get_state(), _gen(5).get_state())
+
+
+@pytest.mark.parametrize(
+    "mask", [torch.ones(7, dtype=torch.bool), torch.ones(8, dtype=torch.int64)], ids=str
+)
+def test_flip_mask_of_the_wrong_shape_or_dtype_is_refused(mask: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=r"flip_mask must be a bool tensor of shape \(8,\)"):
+        BatchAugment(flip=True)(_batch(8), _gen(), mask)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -106,6 +107,36 @@ def test_augmentation_applies_only_when_enabled() -> None:
     changed = (flipped != reference).flatten(1).any(1)
     assert torch.equal(flipped[changed], reference[changed].flip(-1))
     assert 0 < int(changed.sum()) < 64
+
+
+def _flipped_per_label(loader: TensorBatchLoader, reference: torch.Tensor) -> torch.Tensor:
+    """One epoch: whether each image (indexed by its label, = its position) came flipped."""
+    flipped = torch.zeros(len(reference), dtype=torch.bool)
+    for x, y in loader:
+        is_flipped = (x != reference[y]).flatten(1).any(1)
+        assert torch.equal(x[is_flipped], reference[y][is_flipped].flip(-1))
+        flipped[y] = is_flipped
+    return flipped
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_alternating_flip_flips_each_image_every_other_epoch(shuffle: bool) -> None:
+    # Images unchanged by a flip would hide it: random pixels are never symmetric here.
+    images, labels = _data(64)
+    reference = torch.cat([x for x, _ in _loader(images, labels, batch_size=64)])
+    augment = BatchAugment(flip=True, alternate_flip=True)
+    loader = _loader(images, labels, shuffle=shuffle, seed=4, augment=augment)
+    epochs = [_flipped_per_label(loader, reference) for _ in range(4)]
+    assert loader.epochs == 4
+    assert 16 < int(epochs[0].sum()) < 48  # a random start, about half flipped
+    for previous, current in itertools.pairwise(epochs):
+        assert torch.equal(current, ~previous)
+    # The same seed gives the same start; random flips would not alternate.
+    again = _loader(images, labels, shuffle=shuffle, seed=4, augment=augment)
+    assert torch.equal(_flipped_per_label(again, reference), epochs[0])
+    random = _loader(images, labels, shuffle=shuffle, seed=4, augment=BatchAugment(flip=True))
+    first, second = (_flipped_per_label(random, reference) for _ in range(2))
+    assert not torch.equal(second, ~first)
 
 
 @pytest.mark.parametrize("channels_last", [True, False])

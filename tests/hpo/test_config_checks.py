@@ -69,6 +69,11 @@ def test_model_interpolates_data_settings(compose_cfg) -> None:
         ("trainer.ema=0", "trainer.ema=0.0 is invalid: expected null (off) or a decay in (0, 1)"),
         ("trainer.ema_warmup_epochs=-1", "trainer.ema_warmup_epochs=-1 is invalid"),
         (
+            "trainer.norm_bias_lr_scale=0",
+            "trainer.norm_bias_lr_scale=0.0 is invalid: expected a number > 0",
+        ),
+        ("trainer.norm_bias_lr_scale=nan", "trainer.norm_bias_lr_scale=nan is invalid"),
+        (
             "scheduler=linear_warmup scheduler.warmup_fraction=1",
             "scheduler.warmup_fraction=1 is invalid: expected a number in [0.0, 1.0)",
         ),

@@ -232,6 +232,28 @@ def test_head_scale_and_bn_momentum_reach_the_layers() -> None:
     assert net.head.bias is None
 
 
+@pytest.mark.parametrize("whiten", [True, False])
+def test_identity_init_makes_each_conv_pass_its_input_channels_through(whiten: bool) -> None:
+    torch.manual_seed(0)
+    net = AirbenchNet(widths=TINY, whiten=whiten, identity_init=True)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 6 + (0 if whiten else 1)  # two per block (+ the plain stem's)
+    for conv in convs:
+        out_ch, in_ch = conv.weight.shape[:2]
+        x = torch.randn(2, in_ch, 6, 6)
+        kept = min(out_ch, in_ch)
+        # Those filters copy their input channel; the others keep PyTorch's random init.
+        torch.testing.assert_close(conv(x)[:, :kept], x[:, :kept])
+        if out_ch > in_ch:
+            assert conv.weight[in_ch:].abs().sum() > 0
+    torch.manual_seed(0)
+    plain = AirbenchNet(widths=TINY, whiten=whiten)
+    # Off by default: the default init's first filters are not a Dirac delta.
+    first = next(m for m in plain.blocks.modules() if isinstance(m, nn.Conv2d))
+    assert not torch.equal(first.weight[:1, :1], convs[-6].weight[:1, :1])
+    assert "identity_init=True" in repr(net)
+
+
 def test_conf_model_file_instantiates() -> None:
     data = {"in_channels": 1, "num_classes": 7, "image_size": 28}
     cfg = OmegaConf.create({"data": data, "model": OmegaConf.load(CONF_MODEL / "airbench.yaml")})
@@ -252,6 +274,7 @@ def test_conf_model_file_instantiates() -> None:
         ({"widths": 32}, TypeError, r"model.widths=32 must be a list of 3 integers"),
         ({"widths": "32,128,128"}, TypeError, r"must be a list of 3 integers"),
         ({"whiten": "yes"}, TypeError, r"model.whiten='yes' must be true or false"),
+        ({"identity_init": 1}, TypeError, r"model.identity_init=1 must be true or false"),
         ({"stem_width": 0}, ValueError, r"model.stem_width=0 is out of range"),
         ({"bn_momentum": 0.0}, ValueError, r"model.bn_momentum=0.0 is out of range: .*\(0, 1\]"),
         ({"bn_momentum": 1.5}, ValueError, r"model.bn_momentum=1.5 is out of range"),

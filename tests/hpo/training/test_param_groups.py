@@ -6,7 +6,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from hpo import builders
-from hpo.training.param_groups import no_decay_norm_bias
+from hpo.training.param_groups import no_decay_norm_bias, parameter_groups
 from hpo.training.precision import FP32
 from models import CNN, PreActResNet, SeedCNN
 
@@ -99,3 +99,59 @@ def test_builders_split_the_groups_only_when_asked(compose_cfg, enabled: bool) -
     assert wd > 0
     assert decays == ([wd, 0.0] if enabled else [wd])
     assert (settings.ema, settings.ema_warmup_epochs, settings.tta) == (0.99, 2, True)
+
+
+@pytest.mark.parametrize("no_decay", [False, True])
+def test_a_scale_of_one_leaves_the_groups_as_they_were(no_decay: bool) -> None:
+    model = _Mixed()
+    groups = parameter_groups(
+        model, no_decay=no_decay, norm_bias_lr_scale=1.0, lr=0.1, weight_decay=0.05
+    )
+    expected = no_decay_norm_bias(model) if no_decay else [{"params": list(model.parameters())}]
+    assert [set(g) for g in groups] == [set(g) for g in expected]
+    assert [[id(p) for p in g["params"]] for g in groups] == [
+        [id(p) for p in g["params"]] for g in expected
+    ]
+
+
+@pytest.mark.parametrize(("no_decay", "bias_decay"), [(True, 0.0), (False, 0.05 / 64)])
+def test_norm_biases_get_their_own_scaled_group(no_decay: bool, bias_decay: float) -> None:
+    model = _Mixed()
+    groups = parameter_groups(
+        model, no_decay=no_decay, norm_bias_lr_scale=64.0, lr=0.1, weight_decay=0.05
+    )
+    covered = [id(p) for g in groups for p in g["params"]]
+    assert sorted(covered) == sorted(id(p) for p in model.parameters())  # each exactly once
+    scaled = groups[-1]
+    assert _names(model, scaled["params"]) == {"bn.bias", "gn.bias", "ln.bias"}
+    assert scaled["lr"] == pytest.approx(6.4)
+    assert scaled["weight_decay"] == pytest.approx(bias_decay)
+    # A Linear's bias is not a norm bias: it stays at the optimizer's rate.
+    assert all("lr" not in g for g in groups[:-1])
+    assert "head.bias" in _names(model, [p for g in groups[:-1] for p in g["params"]])
+
+
+@pytest.mark.parametrize("scale", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_bad_scale_is_refused(scale: float) -> None:
+    with pytest.raises(ValueError, match=r"trainer\.norm_bias_lr_scale=.* must be a finite number"):
+        parameter_groups(_Mixed(), no_decay=True, norm_bias_lr_scale=scale, lr=0.1, weight_decay=0)
+
+
+@pytest.mark.parametrize("scheduler", ["linear_warmup", "onecycle", "cosine"])
+def test_the_schedule_keeps_the_norm_bias_ratio(compose_cfg, scheduler: str) -> None:
+    cfg = compose_cfg(
+        "optimizer=sgd",
+        f"scheduler={scheduler}",
+        "trainer.no_decay_norm_bias=true",
+        "trainer.norm_bias_lr_scale=8",
+        "model=cnn",
+    )
+    net = instantiate(cfg.model)
+    optimizer, schedule, _ = builders.optimization(cfg, net, steps_per_epoch=10, precision=FP32)
+    assert len(optimizer.param_groups) == 3
+    for _ in range(7):  # through the warm-up or the one-cycle's rise and into the decay
+        optimizer.step()
+        schedule.step()
+        lrs = [g["lr"] for g in optimizer.param_groups]
+        assert lrs[0] > 0 and lrs[1] == pytest.approx(lrs[0])
+        assert lrs[2] == pytest.approx(8 * lrs[0])
