@@ -84,6 +84,14 @@ def run_arm(experiment: str, epochs: int, seed: int, overrides: list[str]) -> di
     }
 
 
+def keep(path: Path, experiment: str, name: str, seed: int, result: dict[str, Any]) -> None:
+    """Add one result to the JSON file, re-read first: another process may have added some."""
+    runs = json.loads(path.read_text())["runs"] if path.exists() else {}
+    runs.setdefault(name, {})[str(seed)] = result
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"experiment": experiment, "runs": runs}, indent=2) + "\n")
+
+
 def summarise(arms: list[list[str]], results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per arm: its values by seed, their mean, and the paired difference from the first arm."""
     reference = results.get(arms[0][0], {})
@@ -150,13 +158,10 @@ def main(argv: list[str] | None = None) -> None:
                     )
                 continue
             log.info("arm %s, seed %d: %s", name, seed, " ".join(overrides) or "(reference)")
-            results.setdefault(name, {})[str(seed)] = run_arm(
-                args.experiment, args.epochs, seed, overrides
-            )
+            result = run_arm(args.experiment, args.epochs, seed, overrides)
+            results.setdefault(name, {})[str(seed)] = result
             if args.json is not None:
-                args.json.parent.mkdir(parents=True, exist_ok=True)
-                summary = {"experiment": args.experiment, "runs": results}
-                args.json.write_text(json.dumps(summary, indent=2) + "\n")
+                keep(args.json, args.experiment, name, seed, result)
     rows = summarise(args.arm, results)
     render(rows, Console() if sys.stdout.isatty() else Console(width=140))
 
