@@ -29,8 +29,8 @@ Identity init (``identity_init=True``, airbench's choice; off by default): each 
 starts as PyTorch's default init with its first ``in_channels`` filters replaced by a Dirac
 delta, so the conv initially passes its input channels through unchanged (a conv that widens
 passes them on in its first channels, one of equal width is the identity). The net then
-starts close to a stack of pools and GELUs over the whitened input, which airbench found
-trains faster at its high learning rates. On Fashion-MNIST's accuracy recipe it scored 0.23
+starts close to a stack of pools and GELUs over the whitened input; airbench uses it with
+its high learning rates. On Fashion-MNIST's accuracy recipe it scored 0.23
 points lower on validation (bench/README.md), hence off.
 
 Left as in a standard PyTorch net rather than airbench: BatchNorm has its affine weight and

@@ -7,8 +7,8 @@ scale with the input); it only fights the optimizer. The usual split exempts the
 
 airbench trains BatchNorm biases at 64 times the learning rate of the weights (with frozen
 BatchNorm scales): a bias is one number per channel, moved by a gradient averaged over every
-pixel of the batch, so it tolerates far larger steps than a conv weight, and airbench found
-its short CIFAR-10 runs train faster so. It is a setting here, off by default: on the
+pixel of the batch, so it tolerates far larger steps than a conv weight; airbench uses it in
+its short CIFAR-10 runs. It is a setting here, off by default: on the
 accuracy recipe it moved validation by +0.10 points, within the noise (bench/README.md).
 """
 
